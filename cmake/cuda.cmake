@@ -1,0 +1,28 @@
+# CUDA is compiled whenever nvcc exists (LLMLAB_CUDA=AUTO), so machines without a GPU still
+# compile every kernel; LLMLAB_HAVE_CUDA tells the library which device code is linked in.
+set(LLMLAB_HAVE_CUDA OFF)
+if(NOT LLMLAB_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  if(NOT CMAKE_CUDA_COMPILER)
+    find_program(_llmlab_nvcc nvcc PATHS /usr/local/cuda/bin)
+    if(_llmlab_nvcc)
+      set(CMAKE_CUDA_COMPILER "${_llmlab_nvcc}")
+    endif()
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    # One architecture keeps CI's compile time short; Hopper (H100/H200) is what GPU checks
+    # run on. Override with -DCMAKE_CUDA_ARCHITECTURES="80;90".
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 90)
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    set(LLMLAB_HAVE_CUDA ON)
+  elseif(LLMLAB_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "LLMLAB_CUDA=ON but no nvcc was found")
+  endif()
+endif()
+message(STATUS "llmlab: CUDA backend ${LLMLAB_HAVE_CUDA}")

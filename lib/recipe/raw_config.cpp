@@ -1,0 +1,180 @@
+// Loading recipe files into dotted keys with locations: inheritance through `defaults:`,
+// cycle detection, config.json expansion and command-line overrides.
+#include "recipe/raw_config.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "core/text.hpp"
+
+namespace llmlab {
+
+namespace fs = std::filesystem;
+
+SourceLoc mark_of(const YAML::Node& node, const std::string& file) {
+  const YAML::Mark m = node.Mark();
+  if (m.line < 0) return SourceLoc{file, 0, 0};
+  return SourceLoc{file, m.line + 1, m.column + 1};
+}
+
+void RawConfig::erase_section(const std::string& prefix) {
+  for (auto it = entries.begin(); it != entries.end();) {
+    const std::string& k = it->first;
+    const bool inside = k == prefix || (k.size() > prefix.size() && k.compare(0, prefix.size(), prefix) == 0 &&
+                                        k[prefix.size()] == '.');
+    it = inside ? entries.erase(it) : std::next(it);
+  }
+}
+
+YAML::Node read_yaml_file(const std::string& path, const SourceLoc& named_at, const std::string& key,
+                          const std::string& what) {
+  std::ifstream in(path);
+  if (!in) {
+    const std::string reason = std::strerror(errno);
+    throw InputError(named_at, key, fmt::format("cannot open {} '{}': {}", what, path, reason));
+  }
+  try {
+    return YAML::Load(in);
+  } catch (const YAML::ParserException& e) {
+    throw InputError(SourceLoc{path, e.mark.line + 1, e.mark.column + 1}, "", "malformed " + what + ": " + e.msg);
+  }
+}
+
+namespace {
+
+// Paths inside a recipe are relative to the file that names them.
+std::string relative_to(const std::string& including_file, const std::string& path) {
+  const fs::path p(path);
+  if (p.is_absolute()) return path;
+  return (fs::path(including_file).parent_path() / p).lexically_normal().string();
+}
+
+std::string scalar_text(const YAML::Node& key, const std::string& file) {
+  if (!key.IsScalar())
+    throw InputError(mark_of(key, file), "", "keys must be plain names, not lists or mappings");
+  return key.Scalar();
+}
+
+void flatten(const YAML::Node& map, const std::string& prefix, const std::string& file,
+             std::map<std::string, RawEntry>& out) {
+  for (const auto& kv : map) {
+    const std::string name = scalar_text(kv.first, file);
+    if (name.empty() || name.find('.') != std::string::npos)
+      throw InputError(mark_of(kv.first, file), prefix + name,
+                       "keys are plain names; nest sections instead of writing dots");
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    const YAML::Node& value = kv.second;
+    if (value.IsMap()) {
+      flatten(value, key, file, out);
+      continue;
+    }
+    SourceLoc where = mark_of(value, file);
+    if (where.line == 0) where = mark_of(kv.first, file);
+    out[key] = RawEntry{value, where, false};
+  }
+}
+
+// Replaces the model section by what a Hugging Face config.json describes.
+void expand_hf_config(std::map<std::string, RawEntry>& entries, const RawEntry& hf, const std::string& path) {
+  RawConfig tmp;
+  tmp.entries = std::move(entries);
+  tmp.erase_section("model");
+  entries = std::move(tmp.entries);
+  for (auto& [k, v] : hf_config_entries(path, hf.where)) entries[k] = v;
+  RawEntry named = hf;
+  named.value = YAML::Node(path);
+  entries["model.hf_config"] = named;
+}
+
+void load_into(const std::string& path, const SourceLoc& named_at, std::vector<std::string>& chain,
+               std::map<std::string, RawEntry>& out) {
+  std::error_code ec;
+  const std::string canonical = fs::weakly_canonical(path, ec).string();
+  for (const auto& seen : chain) {
+    if (seen == canonical) {
+      std::vector<std::string> cycle(chain.begin(), chain.end());
+      cycle.push_back(canonical);
+      throw InputError(named_at, "defaults", "inheritance cycle: " + join(cycle, " -> "));
+    }
+  }
+  const YAML::Node doc = read_yaml_file(path, named_at, named_at.known() ? "defaults" : "", "recipe");
+  if (doc.IsNull()) return;  // an empty recipe sets nothing
+  if (!doc.IsMap())
+    throw InputError(mark_of(doc, path), "", "a recipe must be a mapping of sections (model:, train:, ...)");
+
+  chain.push_back(canonical);
+  if (const YAML::Node defaults = doc["defaults"]) {
+    std::vector<YAML::Node> items;
+    if (defaults.IsScalar())
+      items.push_back(defaults);
+    else if (defaults.IsSequence())
+      for (const auto& d : defaults) items.push_back(d);
+    else
+      throw InputError(mark_of(defaults, path), "defaults", "expected a list of recipe paths");
+    for (const auto& item : items) {
+      if (!item.IsScalar())
+        throw InputError(mark_of(item, path), "defaults", "expected a recipe path");
+      load_into(relative_to(path, item.Scalar()), mark_of(item, path), chain, out);
+    }
+  }
+  chain.pop_back();
+
+  YAML::Node own_doc = YAML::Clone(doc);
+  own_doc.remove("defaults");
+  std::map<std::string, RawEntry> own;
+  flatten(own_doc, "", path, own);
+  if (auto it = own.find("model.hf_config"); it != own.end()) {
+    if (!it->second.value.IsScalar())
+      throw InputError(it->second.where, "model.hf_config", "expected a path to a config.json");
+    expand_hf_config(out, it->second, relative_to(path, it->second.value.Scalar()));
+    own.erase(it);
+  }
+  for (auto& [k, v] : own) out[k] = v;
+}
+
+}  // namespace
+
+RawConfig load_raw_config(const std::string& path) {
+  RawConfig config;
+  config.path = path;
+  std::vector<std::string> chain;
+  load_into(path, SourceLoc{}, chain, config.entries);
+  return config;
+}
+
+void apply_override(RawConfig& config, const std::string& assignment) {
+  const SourceLoc where{"command line", 0, 0};
+  const std::size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw InputError(where, assignment, "overrides are written key=value, e.g. train.micro_batch_size=8");
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  for (char c : key) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
+      throw InputError(where, key, "a key is dotted names of letters, digits and '_'");
+  }
+  if (key == "defaults") throw InputError(where, key, "defaults can only be set inside a recipe file");
+  if (text.empty()) throw InputError(where, key, "missing value after '='");
+
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::Exception&) {
+    value = YAML::Node(text);  // not valid YAML on its own: take it as a plain string
+  }
+  if (value.IsMap()) throw InputError(where, key, "override one key at a time (got a mapping)");
+  RawEntry entry{value, where, true};
+  if (key == "model.hf_config") {
+    if (!value.IsScalar()) throw InputError(where, key, "expected a path to a config.json");
+    expand_hf_config(config.entries, entry, value.Scalar());
+    return;
+  }
+  config.entries[key] = entry;
+}
+
+}  // namespace llmlab

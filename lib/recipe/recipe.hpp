@@ -1,0 +1,44 @@
+// Recipe: a YAML recipe (with `defaults:` inheritance and dotted command-line overrides)
+// resolved into typed, validated settings. Every tool starts here; nothing else parses
+// configuration.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "recipe/raw_config.hpp"
+#include "spec/model_spec.hpp"
+#include "spec/settings.hpp"
+
+namespace llmlab {
+
+struct Recipe : RunSettings {
+  ModelSpec model;
+
+  std::string path;                          // the recipe file given by the user
+  std::map<std::string, SourceLoc> sources;  // where each key that was set came from
+  std::vector<std::string> warnings;         // harmless oddities, already located
+
+  // Where `key` was set, or an empty location when it holds its default.
+  SourceLoc where(const std::string& key) const;
+  bool is_set(const std::string& key) const { return sources.count(key) != 0; }
+};
+
+// Binds raw entries to typed settings: unknown keys, wrong types and out-of-range values are
+// InputErrors naming file:line:column and key; then derived defaults are resolved and
+// contradictions checked. Throws InputError.
+Recipe bind_recipe(const RawConfig& raw);
+
+// load_raw_config + apply_override for each "key=value" + bind_recipe.
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// The fully resolved recipe as YAML (every key, defaults included); loading it gives the
+// same settings.
+std::string resolved_yaml(const Recipe& recipe);
+
+// One line per key: key, type, default, meaning (for --list-keys and the README).
+std::string describe_keys();
+
+}  // namespace llmlab

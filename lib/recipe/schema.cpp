@@ -1,0 +1,320 @@
+// Every recipe key with its type, range and documentation. Adding a setting means adding a
+// struct member in lib/spec and one line here; binding, printing and docs follow.
+#include "recipe/schema.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "core/text.hpp"
+#include "core/units.hpp"
+#include "recipe/recipe.hpp"
+
+namespace llmlab {
+
+namespace {
+
+constexpr long long kMaxInt = std::numeric_limits<long long>::max();
+
+Field blank_field(std::string key, std::string type, std::string doc) {
+  Field f;
+  f.key = std::move(key);
+  f.type = std::move(type);
+  f.doc = std::move(doc);
+  return f;
+}
+
+std::string describe(const YAML::Node& v) {
+  if (v.IsSequence()) return "a list";
+  if (v.IsMap()) return "a mapping";
+  if (v.IsNull()) return "nothing";
+  return "'" + v.Scalar() + "'";
+}
+
+void require_scalar(const YAML::Node& v, const SourceLoc& where, const std::string& key, const char* expected) {
+  if (!v.IsScalar()) throw InputError(where, key, fmt::format("expected {}, got {}", expected, describe(v)));
+}
+
+std::string yaml_string(const std::string& s) {
+  YAML::Emitter e;
+  e << s;
+  return e.c_str();
+}
+
+template <class Get>
+Field integer(std::string key, Get get, long long lo, long long hi, std::string doc) {
+  std::string type = hi == kMaxInt ? fmt::format("integer >= {}", lo) : fmt::format("integer in [{}, {}]", lo, hi);
+  Field f = blank_field(key, type, std::move(doc));
+  f.assign = [key, get, lo, hi](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    require_scalar(v, where, key, "an integer");
+    long long x = 0;
+    try {
+      x = v.as<long long>();
+    } catch (const YAML::Exception&) {
+      throw InputError(where, key, fmt::format("expected an integer, got {}", describe(v)));
+    }
+    if (x < lo) throw InputError(where, key, fmt::format("must be >= {} (got {})", lo, x));
+    if (x > hi) throw InputError(where, key, fmt::format("must be <= {} (got {})", hi, x));
+    get(r) = static_cast<std::remove_reference_t<decltype(get(r))>>(x);
+  };
+  f.show = [get](const Recipe& r) { return std::to_string(get(const_cast<Recipe&>(r))); };
+  return f;
+}
+
+template <class Get>
+Field number(std::string key, Get get, double lo, double hi, bool hi_open, std::string doc) {
+  std::string type = fmt::format("number in [{}, {}{}", lo, hi, hi_open ? ")" : "]");
+  if (hi == std::numeric_limits<double>::infinity()) type = fmt::format("number >= {}", lo);
+  Field f = blank_field(key, type, std::move(doc));
+  f.assign = [key, get, lo, hi, hi_open](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    require_scalar(v, where, key, "a number");
+    double x = 0;
+    try {
+      x = v.as<double>();
+    } catch (const YAML::Exception&) {
+      throw InputError(where, key, fmt::format("expected a number, got {}", describe(v)));
+    }
+    if (!std::isfinite(x)) throw InputError(where, key, "must be a finite number");
+    if (x < lo) throw InputError(where, key, fmt::format("must be >= {} (got {})", lo, x));
+    if (x > hi || (hi_open && x == hi))
+      throw InputError(where, key, fmt::format("must be {} {} (got {})", hi_open ? "<" : "<=", hi, x));
+    get(r) = x;
+  };
+  f.show = [get](const Recipe& r) { return fmt::format("{}", get(const_cast<Recipe&>(r))); };
+  return f;
+}
+
+template <class Get>
+Field boolean(std::string key, Get get, std::string doc) {
+  Field f = blank_field(key, "true|false", std::move(doc));
+  f.assign = [key, get](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    require_scalar(v, where, key, "true or false");
+    try {
+      get(r) = v.as<bool>();
+    } catch (const YAML::Exception&) {
+      throw InputError(where, key, fmt::format("expected true or false, got {}", describe(v)));
+    }
+  };
+  f.show = [get](const Recipe& r) { return std::string(get(const_cast<Recipe&>(r)) ? "true" : "false"); };
+  return f;
+}
+
+template <class Get>
+Field text(std::string key, Get get, std::string doc) {
+  Field f = blank_field(key, "string", std::move(doc));
+  f.assign = [key, get](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    require_scalar(v, where, key, "a string");
+    get(r) = v.Scalar();
+  };
+  f.show = [get](const Recipe& r) { return yaml_string(get(const_cast<Recipe&>(r))); };
+  return f;
+}
+
+template <class E, class Get>
+Field choice(std::string key, Get get, std::vector<std::pair<std::string, E>> options, std::string doc) {
+  std::vector<std::string> names;
+  for (const auto& o : options) names.push_back(o.first);
+  Field f = blank_field(key, "one of " + join(names, "|"), std::move(doc));
+  f.assign = [key, get, options, names](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    require_scalar(v, where, key, ("one of " + join(names, "|")).c_str());
+    for (const auto& [name, value] : options) {
+      if (v.Scalar() == name) {
+        get(r) = value;
+        return;
+      }
+    }
+    std::string msg = fmt::format("must be one of {} (got '{}')", join(names, "|"), v.Scalar());
+    const std::string guess = closest_match(v.Scalar(), names);
+    if (!guess.empty()) msg += fmt::format("; did you mean '{}'?", guess);
+    throw InputError(where, key, msg);
+  };
+  f.show = [get, options](const Recipe& r) {
+    const E value = get(const_cast<Recipe&>(r));
+    for (const auto& o : options)
+      if (o.second == value) return o.first;
+    return std::string("?");
+  };
+  return f;
+}
+
+std::string show_bytes(std::uint64_t b) {
+  if (b != 0 && b % GiB == 0) return fmt::format("{}GiB", b / GiB);
+  if (b != 0 && b % MiB == 0) return fmt::format("{}MiB", b / MiB);
+  return std::to_string(b);
+}
+
+std::uint64_t parse_bytes_value(const YAML::Node& v, const SourceLoc& where, const std::string& key) {
+  require_scalar(v, where, key, "a byte size such as 80GiB");
+  const auto b = parse_bytes(v.Scalar());
+  if (!b) throw InputError(where, key, fmt::format("expected a byte size such as 80GiB or 512MB, got {}", describe(v)));
+  return *b;
+}
+
+template <class Get>
+Field bytes(std::string key, Get get, std::string doc) {
+  Field f = blank_field(key, "bytes (e.g. 80GiB, 512MB)", std::move(doc));
+  f.assign = [key, get](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    using T = std::remove_reference_t<decltype(get(r))>;
+    get(r) = static_cast<T>(parse_bytes_value(v, where, key));
+  };
+  f.show = [get](const Recipe& r) { return show_bytes(static_cast<std::uint64_t>(get(const_cast<Recipe&>(r)))); };
+  return f;
+}
+
+#define AT(member) [](Recipe& r) -> auto& { return r.member; }
+
+std::vector<Field> build_schema() {
+  std::vector<Field> s;
+  const double inf = std::numeric_limits<double>::infinity();
+
+  // model: the architecture (a preset from recipes/models/ or a Hugging Face config.json).
+  // Expanded by the loader (raw_config.cpp) into the other model.* keys; nothing to bind.
+  Field hf = blank_field("model.hf_config", "path",
+                         "a Hugging Face config.json whose fields fill the model section (recipe keys override)");
+  hf.assign = [](Recipe&, const YAML::Node&, const SourceLoc&) {};
+  hf.show = [](const Recipe&) { return std::string(); };
+  hf.printed = false;
+  hf.default_text = "-";
+  s.push_back(hf);
+  s.push_back(text("model.name", AT(model.name), "display name"));
+  s.push_back(choice<Arch>("model.arch", AT(model.arch), {{"gpt2", Arch::gpt2}, {"llama", Arch::llama}},
+                           "gpt2: LayerNorm, learned positions, GELU; llama: RMSNorm, RoPE, SwiGLU, GQA"));
+  s.push_back(integer("model.vocab_size", AT(model.vocab_size), 1, kMaxInt, "vocabulary size"));
+  s.push_back(integer("model.hidden_size", AT(model.hidden_size), 1, kMaxInt, "model width h"));
+  s.push_back(integer("model.num_layers", AT(model.num_layers), 1, kMaxInt, "decoder layers L"));
+  s.push_back(integer("model.num_heads", AT(model.num_heads), 1, kMaxInt, "attention (query) heads a"));
+  s.push_back(integer("model.num_kv_heads", AT(model.num_kv_heads), 0, kMaxInt,
+                      "key/value heads for grouped-query attention; 0 = num_heads"));
+  s.push_back(integer("model.head_dim", AT(model.head_dim), 0, kMaxInt, "per-head width; 0 = hidden_size / num_heads"));
+  s.push_back(integer("model.intermediate_size", AT(model.intermediate_size), 1, kMaxInt, "dense MLP width"));
+  s.push_back(integer("model.max_position_embeddings", AT(model.max_position_embeddings), 1, kMaxInt,
+                      "longest sequence (GPT-2: rows of the learned position table)"));
+  s.push_back(boolean("model.tie_embeddings", AT(model.tie_embeddings), "output head shares the token embedding"));
+  s.push_back(boolean("model.qk_norm", AT(model.qk_norm), "per-head RMSNorm of q and k (Qwen3)"));
+  s.push_back(boolean("model.qkv_bias", AT(model.qkv_bias), "biases on the q, k, v projections"));
+  s.push_back(boolean("model.o_bias", AT(model.o_bias), "bias on the attention output projection"));
+  s.push_back(boolean("model.mlp_bias", AT(model.mlp_bias), "biases in the MLP"));
+  s.push_back(number("model.dropout", AT(model.dropout), 0, 1, true, "attention and residual dropout probability"));
+  s.push_back(number("model.norm_eps", AT(model.norm_eps), 0, inf, false, "epsilon of the norms"));
+  s.push_back(number("model.rope_theta", AT(model.rope_theta), 0, inf, false, "RoPE base"));
+  s.push_back(integer("model.mtp_depth", AT(model.mtp_depth), 0, kMaxInt,
+                      "multi-token-prediction modules (DeepSeek-V3), each predicting one more token"));
+  s.push_back(integer("model.moe.num_experts", AT(model.moe.num_experts), 0, kMaxInt, "routed experts; 0 = dense"));
+  s.push_back(integer("model.moe.num_shared_experts", AT(model.moe.num_shared_experts), 0, kMaxInt,
+                      "experts every token uses"));
+  s.push_back(integer("model.moe.expert_intermediate_size", AT(model.moe.expert_intermediate_size), 0, kMaxInt,
+                      "MLP width of one expert"));
+  s.push_back(integer("model.moe.top_k", AT(model.moe.top_k), 0, kMaxInt, "routed experts per token"));
+  s.push_back(integer("model.moe.first_dense_layers", AT(model.moe.first_dense_layers), 0, kMaxInt,
+                      "leading layers with a dense MLP (first_k_dense_replace)"));
+  s.push_back(integer("model.moe.layer_freq", AT(model.moe.layer_freq), 1, kMaxInt, "every n-th layer after those is MoE"));
+  s.push_back(number("model.moe.capacity_factor", AT(model.moe.capacity_factor), 0, inf, false,
+                     "expert buffer slots per routed token; 0 = dropless"));
+  s.push_back(boolean("model.moe.router_bias", AT(model.moe.router_bias),
+                      "router score-correction bias (DeepSeek-V3 noaux_tc)"));
+  s.push_back(integer("model.mla.q_lora_rank", AT(model.mla.q_lora_rank), 0, kMaxInt, "MLA query compression; 0 = none"));
+  s.push_back(integer("model.mla.kv_lora_rank", AT(model.mla.kv_lora_rank), 0, kMaxInt,
+                      "MLA key/value compression; 0 = standard attention"));
+  s.push_back(integer("model.mla.qk_nope_head_dim", AT(model.mla.qk_nope_head_dim), 0, kMaxInt, "MLA q/k width without RoPE"));
+  s.push_back(integer("model.mla.qk_rope_head_dim", AT(model.mla.qk_rope_head_dim), 0, kMaxInt, "MLA q/k width with RoPE"));
+  s.push_back(integer("model.mla.v_head_dim", AT(model.mla.v_head_dim), 0, kMaxInt, "MLA value width"));
+  s.push_back(integer("model.vision.num_layers", AT(model.vision.num_layers), 0, kMaxInt, "vision encoder blocks; 0 = text-only"));
+  s.push_back(integer("model.vision.hidden_size", AT(model.vision.hidden_size), 0, kMaxInt, "vision encoder width"));
+  s.push_back(integer("model.vision.num_heads", AT(model.vision.num_heads), 0, kMaxInt, "vision encoder heads"));
+  s.push_back(integer("model.vision.intermediate_size", AT(model.vision.intermediate_size), 0, kMaxInt, "vision MLP width"));
+  s.push_back(integer("model.vision.patch_size", AT(model.vision.patch_size), 1, kMaxInt, "pixels per patch side"));
+  s.push_back(integer("model.vision.num_channels", AT(model.vision.num_channels), 1, kMaxInt, "image channels"));
+  s.push_back(integer("model.vision.position_table", AT(model.vision.position_table), 0, kMaxInt,
+                      "learned position embeddings (grid cells)"));
+  s.push_back(integer("model.vision.merge", AT(model.vision.merge), 1, kMaxInt,
+                      "patches merged into one language token by the projector"));
+
+  s.push_back(integer("data.packing_length", AT(data.packing_length), 1, kMaxInt, "tokens per packed row (sequence length)"));
+  s.push_back(integer("data.vision_tokens", AT(data.vision_tokens), 0, kMaxInt, "image patches per row (vision models)"));
+
+  s.push_back(integer("train.micro_batch_size", AT(train.micro_batch_size), 1, kMaxInt, "packed rows per rank per micro-step"));
+  s.push_back(integer("train.gradient_accumulation_steps", AT(train.gradient_accumulation_steps), 1, kMaxInt,
+                      "micro-steps per optimizer step"));
+  s.push_back(choice<Precision>("train.precision", AT(train.precision),
+                                {{"bf16-mixed", Precision::bf16_mixed}, {"fp16-mixed", Precision::fp16_mixed},
+                                 {"fp32", Precision::fp32}},
+                                "mixed: 16-bit params/activations with fp32 master weights; fp32: everything fp32"));
+  s.push_back(choice<GradDtype>("train.grad_dtype", AT(train.grad_dtype), {{"bf16", GradDtype::bf16}, {"fp32", GradDtype::fp32}},
+                                "gradient buffer dtype; fp32 is Megatron/DeepSpeed's 18 bytes/param"));
+  s.push_back(choice<AttentionImpl>("train.attention", AT(train.attention),
+                                    {{"flash", AttentionImpl::flash}, {"naive", AttentionImpl::naive}},
+                                    "flash keeps only the logsumexp; naive materialises the s x s probabilities"));
+  s.push_back(boolean("train.causal", AT(train.causal), "causal attention mask"));
+
+  s.push_back(choice<CheckpointPolicy>(
+      "checkpointing.policy", AT(checkpointing.policy),
+      {{"none", CheckpointPolicy::none}, {"full", CheckpointPolicy::full}, {"selective", CheckpointPolicy::selective},
+       {"every_k", CheckpointPolicy::every_k}, {"sqrt", CheckpointPolicy::sqrt}, {"budget", CheckpointPolicy::budget}},
+      "activation checkpointing: what is kept in forward and recomputed in backward"));
+  s.push_back(integer("checkpointing.every_k", AT(checkpointing.every_k), 1, kMaxInt,
+                      "every_k: keep the input of every k-th layer, recompute segments of k layers"));
+  s.push_back(choice<SelectiveScope>("checkpointing.selective", AT(checkpointing.selective),
+                                     {{"core", SelectiveScope::core}, {"pointwise", SelectiveScope::pointwise}},
+                                     "selective: core = attention core (Megatron); pointwise adds norm and activation outputs"));
+  s.push_back(bytes("checkpointing.budget", AT(checkpointing.budget),
+                    "budget: activation bytes to fill; 0 = whatever the device memory leaves"));
+
+  s.push_back(integer("zero.stage", AT(zero.stage), 0, 3, "ZeRO: 1 shards optimizer states, 2 also gradients, 3 also parameters"));
+  s.push_back(integer("zero.bucket_elements", AT(zero.bucket_elements), 1, kMaxInt,
+                      "gradient elements per reduce-scatter bucket (stages 2, 3)"));
+  s.push_back(integer("zero.prefetch_layers", AT(zero.prefetch_layers), 0, kMaxInt, "ZeRO-3: layers gathered ahead of use"));
+
+  s.push_back(integer("dist.world_size", AT(dist.world_size), 1, kMaxInt, "data-parallel ranks to plan for"));
+
+  s.push_back(choice<Device>("hardware.device", AT(hardware.device), {{"cuda", Device::cuda}, {"cpu", Device::cpu}},
+                             "the device each rank trains on"));
+  Field memory = bytes("hardware.memory", AT(hardware.memory),
+                       "memory per rank, or auto to query the device; default 80GiB (cuda), host RAM (cpu)");
+  memory.type = "bytes or auto";
+  memory.assign = [](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    if (v.IsScalar() && v.Scalar() == "auto") {
+      r.hardware.memory_auto = true;
+      r.hardware.memory = 0;
+      return;
+    }
+    r.hardware.memory_auto = false;
+    r.hardware.memory = parse_bytes_value(v, where, "hardware.memory");
+  };
+  memory.default_text = "by device";
+  s.push_back(memory);
+  s.push_back(number("hardware.peak_tflops", AT(hardware.peak_tflops), 0, inf, false,
+                     "dense peak TFLOP/s in the training dtype; 0 = device default (H100 SXM bf16: 989)"));
+  s.back().default_text = "by device";
+  s.push_back(number("hardware.mfu", AT(hardware.mfu), 0, 1, false, "fraction of peak a step achieves, for step time"));
+  s.push_back(number("hardware.interconnect_gbps", AT(hardware.interconnect_gbps), 0, inf, false,
+                     "collective bus bandwidth per rank, GB/s; 0 = device default"));
+  s.back().default_text = "by device";
+  s.push_back(number("hardware.comm_overlap", AT(hardware.comm_overlap), 0, 1, false,
+                     "fraction of communication hidden behind compute"));
+  s.push_back(bytes("hardware.runtime_overhead", AT(hardware.runtime_overhead),
+                    "memory the runtime takes before training (CUDA context); default 400MiB cuda, 0 cpu"));
+  s.back().default_text = "by device";
+  s.push_back(number("hardware.allocator_reserve", AT(hardware.allocator_reserve), 0, 1, true,
+                     "allocator fragmentation reserve as a fraction of the rest; default 0.05 cuda, 0 cpu"));
+  s.back().default_text = "by device";
+  return s;
+}
+
+#undef AT
+
+}  // namespace
+
+const std::vector<Field>& recipe_schema() {
+  static const std::vector<Field> schema = build_schema();
+  return schema;
+}
+
+const Field* find_field(const std::string& key) {
+  for (const auto& f : recipe_schema())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+}  // namespace llmlab

@@ -1,0 +1,83 @@
+// Training, data, checkpointing, ZeRO, distribution and hardware settings: plain structs
+// filled by the recipe loader (lib/recipe), read by the planner and the step loops.
+// Defaults here are the documented defaults (`memory-plan --list-keys` prints them).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace llmlab {
+
+enum class Precision { bf16_mixed, fp16_mixed, fp32 };
+enum class GradDtype { bf16, fp32 };
+enum class AttentionImpl { flash, naive };
+enum class CheckpointPolicy { none, full, selective, every_k, sqrt, budget };
+// What `selective` recomputes: `core` is Megatron's attention core (scores, softmax,
+// dropout); `pointwise` adds norm outputs and activation-function outputs.
+enum class SelectiveScope { core, pointwise };
+enum class Device { cpu, cuda };
+
+struct DataSettings {
+  std::int64_t packing_length = 2048;  // tokens per packed row (= sequence length)
+  std::int64_t vision_tokens = 0;      // image patches per row fed to the vision encoder
+};
+
+struct TrainSettings {
+  std::int64_t micro_batch_size = 1;             // packed rows per rank per micro-step
+  std::int64_t gradient_accumulation_steps = 1;  // micro-steps per optimizer step
+  Precision precision = Precision::bf16_mixed;
+  GradDtype grad_dtype = GradDtype::bf16;  // fp32 gradients: Megatron/DeepSpeed's 18 B/param
+  AttentionImpl attention = AttentionImpl::flash;
+  bool causal = true;
+};
+
+struct CheckpointSettings {
+  CheckpointPolicy policy = CheckpointPolicy::none;
+  std::int64_t every_k = 2;  // segment length for every_k
+  SelectiveScope selective = SelectiveScope::core;
+  std::uint64_t budget = 0;  // activation bytes for `budget`; 0 = what the device leaves free
+};
+
+struct ZeroSettings {
+  std::int64_t stage = 0;
+  std::int64_t bucket_elements = 25'000'000;  // gradient reduce-scatter bucket (stage 2/3)
+  std::int64_t prefetch_layers = 1;           // ZeRO-3: layers gathered ahead of use
+};
+
+struct DistSettings {
+  std::int64_t world_size = 1;  // data-parallel ranks to plan for
+};
+
+struct HardwareSettings {
+  Device device = Device::cuda;
+  std::uint64_t memory = 0;        // per-rank device memory; resolved from the device when 0
+  bool memory_auto = false;        // `memory: auto`: query the device at load time
+  double peak_tflops = 0;          // dense peak for the training dtype; resolved when 0
+  double mfu = 0.4;                // fraction of peak the step achieves (for step time)
+  double interconnect_gbps = 0;    // per-rank collective bus bandwidth, GB/s; resolved when 0
+  double comm_overlap = 0.75;      // fraction of communication hidden behind compute
+  std::int64_t runtime_overhead = -1;  // CUDA context etc., bytes; -1 = device default
+  double allocator_reserve = -1;       // fragmentation reserve, fraction of the rest; -1 = default
+};
+
+// Everything the planner and the step loops need besides the model: what a recipe sets.
+struct RunSettings {
+  DataSettings data;
+  TrainSettings train;
+  CheckpointSettings checkpointing;
+  ZeroSettings zero;
+  DistSettings dist;
+  HardwareSettings hardware;
+
+  // Bytes of one activation element: 2 under 16-bit mixed precision, 4 in fp32.
+  std::int64_t activation_bytes() const { return train.precision == Precision::fp32 ? 4 : 2; }
+};
+
+const char* precision_name(Precision p);
+const char* policy_name(CheckpointPolicy p);
+const char* attention_name(AttentionImpl a);
+const char* device_name(Device d);
+const char* selective_name(SelectiveScope s);
+const char* grad_dtype_name(GradDtype g);
+
+}  // namespace llmlab
