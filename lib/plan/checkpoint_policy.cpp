@@ -190,6 +190,7 @@ StepPeak simulate_step(const Plan& plan) {
   StepPeak peak;
   const auto& layers = plan.layers;
   const std::int64_t inputs = input_bytes(plan.model, plan.run);
+  // Residual-stream gradients are held through all of backward; booked with the temporaries.
   const std::int64_t dresid = residual_grad_bytes(plan);
   const std::int64_t head_loss = [&] {
     std::int64_t n = 0;
@@ -199,26 +200,37 @@ StepPeak simulate_step(const Plan& plan) {
   }();
   const std::int64_t head_act = plan.head.total_bytes() - head_loss;
 
-  auto consider = [&](std::int64_t act, std::int64_t loss, std::int64_t temp, const std::string& phase) {
-    const std::int64_t total = act + loss + temp;
+  // Records the moment if it is the largest so far. `rebuilt` and `scratch` name their owner.
+  auto consider = [&](std::int64_t kept, std::int64_t rebuilt, std::int64_t head, std::int64_t loss,
+                      std::int64_t scratch, bool backward, const std::string& phase, const std::string& layer) {
+    const std::int64_t resid = backward ? dresid : 0;
+    const std::int64_t total = inputs + kept + rebuilt + head + loss + scratch + resid;
     if (total <= peak.total) return;
     peak.total = total;
     peak.phase = phase;
-    peak.bytes = {};
-    peak.bytes[idx(Category::activations)] = act;
-    peak.bytes[idx(Category::loss)] = loss;
-    peak.bytes[idx(Category::temporaries)] = temp;
+    peak.parts.clear();
+    auto part = [&](std::string name, Category c, std::int64_t bytes) {
+      if (bytes > 0) peak.parts.push_back({std::move(name), c, bytes});
+    };
+    part("inputs (tokens, targets, positions, mask, cu_seqlens)", Category::activations, inputs);
+    part("activations kept for backward", Category::activations, kept);
+    part("activations of " + layer + (phase.rfind("forward", 0) == 0 ? " being computed" : " recomputed"),
+         Category::activations, rebuilt);
+    part("output head (final norm)", Category::activations, head);
+    part("logits and loss (fp32)", Category::loss, loss);
+    part("residual-stream gradients (2 x [T, h])", Category::temporaries, resid);
+    part("backward temporaries of " + layer, Category::temporaries, scratch);
   };
 
   // Forward: earlier layers' kept slots plus every slot of the running layer.
   std::int64_t kept_act = 0, kept_loss = 0;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const BlockProfile& p = plan.profiles[layers[i].profile];
-    consider(inputs + kept_act + p.total_bytes(), kept_loss, 0, "forward of " + layers[i].name);
+    consider(kept_act, p.total_bytes(), 0, kept_loss, 0, false, "forward of " + layers[i].name, layers[i].name);
     kept_act += layers[i].kept_bytes - layers[i].kept_loss_bytes;
     kept_loss += layers[i].kept_loss_bytes;
   }
-  consider(inputs + kept_act + head_act, kept_loss + head_loss, 0, "loss");
+  consider(kept_act, 0, head_act, kept_loss + head_loss, 0, false, "loss", "output head");
 
   // Backward, last layer first; the output head's backward runs before the last decoder layer
   // (after the MTP modules, which hang off the final hidden state).
@@ -229,8 +241,8 @@ StepPeak simulate_step(const Plan& plan) {
     const BlockProfile& p = plan.profiles[l.profile];
     const bool mtp = l.name.rfind("mtp.", 0) == 0;
     if (!mtp && !head_done) {
-      consider(inputs + kept_act + head_act, kept_loss + head_loss, dresid + plan.head.backward_scratch,
-               "backward of the output head");
+      consider(kept_act, 0, head_act, kept_loss + head_loss, plan.head.backward_scratch, true,
+               "backward of the output head", "output head");
       head_done = true;
     }
     if (l.mode == LayerMode::recompute) {
@@ -239,8 +251,8 @@ StepPeak simulate_step(const Plan& plan) {
     } else {
       rebuilt += l.rebuilt_bytes;
     }
-    consider(inputs + kept_act + rebuilt + (head_done ? 0 : head_act), kept_loss + (head_done ? 0 : head_loss),
-             dresid + p.backward_scratch, "backward of " + l.name);
+    consider(kept_act, rebuilt, head_done ? 0 : head_act, kept_loss + (head_done ? 0 : head_loss),
+             p.backward_scratch, true, "backward of " + l.name, l.name);
     kept_act -= l.kept_bytes - l.kept_loss_bytes;
     kept_loss -= l.kept_loss_bytes;
     rebuilt -= l.rebuilt_bytes;

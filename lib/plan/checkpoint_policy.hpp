@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "plan/plan.hpp"
 
@@ -19,7 +20,7 @@ void assign_mode(LayerPlan& layer, const BlockProfile& profile, LayerMode mode, 
 void apply_checkpoint_policy(Plan& plan, std::int64_t step_budget);
 
 struct StepPeak {
-  std::array<std::int64_t, kCategories> bytes{};  // activations, loss, temporaries only
+  std::vector<PeakPart> parts;  // activations, loss and temporaries at the peak
   std::int64_t total = 0;
   std::string phase;
 };

@@ -204,14 +204,17 @@ Plan make_plan(const ModelSpec& model, const RunSettings& run) {
   apply_checkpoint_policy(plan, step_budget);
 
   const StepPeak step = simulate_step(plan);
-  plan.at_peak = step.bytes;
   plan.peak_phase = step.phase;
   for (const auto& b : plan.buffers)
-    if (b.lifetime == Lifetime::persistent) plan.at_peak[idx(b.category)] += b.bytes;
+    if (b.lifetime == Lifetime::persistent) plan.peak_parts.push_back({b.name, b.category, b.bytes});
+  plan.peak_parts.insert(plan.peak_parts.end(), step.parts.begin(), step.parts.end());
   std::int64_t total = 0;
-  for (auto v : plan.at_peak) total += v;
-  plan.at_peak[idx(Category::reserve)] = static_cast<std::int64_t>(std::ceil(static_cast<double>(total) * reserve));
-  plan.peak_bytes = total + plan.bytes(Category::reserve);
+  for (const auto& p : plan.peak_parts) total += p.bytes;
+  const auto reserved = static_cast<std::int64_t>(std::ceil(static_cast<double>(total) * reserve));
+  if (reserved > 0)
+    plan.peak_parts.push_back({fmt::format("allocator reserve ({:g}%)", 100 * reserve), Category::reserve, reserved});
+  for (const auto& p : plan.peak_parts) plan.at_peak[idx(p.category)] += p.bytes;
+  plan.peak_bytes = total + reserved;
   plan.memory_limit = memory;
   plan.fits = plan.peak_bytes <= memory;
   estimate_compute(plan);

@@ -79,6 +79,13 @@ struct Compute {
   double tokens_per_second = 0;   // global
 };
 
+// One named contribution to the peak (a buffer, or a group of activations live at that moment).
+struct PeakPart {
+  std::string name;
+  Category category;
+  std::int64_t bytes;
+};
+
 struct Plan {
   ModelSpec model;
   RunSettings run;
@@ -91,7 +98,8 @@ struct Plan {
   std::int64_t segment_length = 1;       // every_k / sqrt segment length
   std::int64_t activation_budget = 0;    // budget policy: bytes it filled
 
-  std::array<std::int64_t, kCategories> at_peak{};  // bytes by category when memory peaks
+  std::vector<PeakPart> peak_parts;                 // what is live when memory peaks
+  std::array<std::int64_t, kCategories> at_peak{};  // the same, summed by category
   std::int64_t peak_bytes = 0;
   std::string peak_phase;
   std::int64_t memory_limit = 0;

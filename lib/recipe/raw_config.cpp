@@ -64,6 +64,7 @@ void flatten(const YAML::Node& map, const std::string& prefix, const std::string
              std::map<std::string, RawEntry>& out) {
   for (const auto& kv : map) {
     const std::string name = scalar_text(kv.first, file);
+    if (prefix.empty() && name == "defaults") continue;  // inheritance, handled by load_into
     if (name.empty() || name.find('.') != std::string::npos)
       throw InputError(mark_of(kv.first, file), prefix + name,
                        "keys are plain names; nest sections instead of writing dots");
@@ -124,10 +125,8 @@ void load_into(const std::string& path, const SourceLoc& named_at, std::vector<s
   }
   chain.pop_back();
 
-  YAML::Node own_doc = YAML::Clone(doc);
-  own_doc.remove("defaults");
   std::map<std::string, RawEntry> own;
-  flatten(own_doc, "", path, own);
+  flatten(doc, "", path, own);
   if (auto it = own.find("model.hf_config"); it != own.end()) {
     if (!it->second.value.IsScalar())
       throw InputError(it->second.where, "model.hf_config", "expected a path to a config.json");
