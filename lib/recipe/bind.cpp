@@ -2,6 +2,7 @@
 // contradictions no single key can reveal.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <set>
 
 #include "core/text.hpp"
@@ -109,6 +110,8 @@ void resolve_model(Recipe& r) {
 
 void resolve_settings(Recipe& r) {
   const ModelSpec& m = r.model;
+  // Unset, the row length is 2048 or the model's context if shorter (GPT-2: 1024).
+  if (!r.is_set("data.packing_length")) r.data.packing_length = std::min<std::int64_t>(2048, m.max_position_embeddings);
   if (r.train.precision == Precision::fp32) {
     if (r.is_set("train.grad_dtype") && r.train.grad_dtype == GradDtype::bf16)
       throw InputError(locate(r, "train.grad_dtype"), "train.grad_dtype",
