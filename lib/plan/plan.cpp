@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/units.hpp"
 #include "plan/checkpoint_policy.hpp"
 
 namespace llmlab {
@@ -127,7 +128,7 @@ void add_buffers(Plan& plan) {
   if (world > 1 && stage >= 3) {
     const std::int64_t p = mixed ? 2 : 4;
     add(fmt::format("ZeRO-3 gather buffers ({} x largest block, {} params)", 1 + r.zero.prefetch_layers,
-                    plan.params.largest_unit),
+                    format_short_count(static_cast<double>(plan.params.largest_unit))),
         Category::comm, Lifetime::persistent, (1 + r.zero.prefetch_layers) * plan.params.largest_unit * p);
   }
   add(r.hardware.device == Device::cuda ? "runtime overhead (CUDA context)" : "runtime overhead", Category::overhead,

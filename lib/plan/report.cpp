@@ -34,11 +34,15 @@ std::string model_line(const Plan& p) {
                               format_short_count(static_cast<double>(p.params.total)));
   if (p.params.activated != p.params.total)
     s += fmt::format(", {} activated per token", format_short_count(static_cast<double>(p.params.activated)));
-  s += fmt::format("\n  {} layers, hidden {}, {} heads ({} kv, head dim {}), vocab {}", m.num_layers, m.hidden_size,
-                   m.num_heads, m.num_kv_heads, m.head_dim, m.vocab_size);
+  if (m.is_mla())
+    s += fmt::format("\n  {} layers, hidden {}, {} heads (latent attention: kv rank {}, q/k dim {}, v dim {}), vocab {}",
+                     m.num_layers, m.hidden_size, m.num_heads, m.mla.kv_lora_rank,
+                     m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim, m.mla.v_head_dim, m.vocab_size);
+  else
+    s += fmt::format("\n  {} layers, hidden {}, {} heads ({} kv, head dim {}), vocab {}", m.num_layers, m.hidden_size,
+                     m.num_heads, m.num_kv_heads, m.head_dim, m.vocab_size);
   if (m.is_moe())
     s += fmt::format(", {} experts top-{} (+{} shared)", m.moe.num_experts, m.moe.top_k, m.moe.num_shared_experts);
-  if (m.is_mla()) s += ", latent attention";
   if (m.mtp_depth) s += fmt::format(", {} MTP", m.mtp_depth);
   if (m.has_vision())
     s += fmt::format(", vision encoder {} params", format_short_count(static_cast<double>(p.params.vision)));
