@@ -154,8 +154,8 @@ void print_plan(const Plan& p, std::ostream& out, const ReportOptions& options) 
       format_count(static_cast<std::uint64_t>(c.tokens_per_second)), r.dist.world_size, r.dist.world_size > 1 ? "s" : "");
 }
 
-nlohmann::json plan_json(const Plan& p) {
-  using nlohmann::json;
+nlohmann::ordered_json plan_json(const Plan& p) {
+  using json = nlohmann::ordered_json;
   const ModelSpec& m = p.model;
   const RunSettings& r = p.run;
   json j;

@@ -20,6 +20,6 @@ void print_plan(const Plan& plan, std::ostream& out, const ReportOptions& option
 // optimizer_bytes, model_states_bytes, activations_bytes, loss_bytes, temporaries_bytes,
 // comm_bytes, overhead_bytes, reserve_bytes, peak_bytes, peak_phase}, memory_limit_bytes, fits,
 // breakdown[{name, category, bytes}], buffers[...], layers[...], compute{...}.
-nlohmann::json plan_json(const Plan& plan);
+nlohmann::ordered_json plan_json(const Plan& plan);
 
 }  // namespace llmlab

@@ -182,13 +182,18 @@ std::vector<Field> build_schema() {
   s.push_back(choice<Arch>("model.arch", AT(model.arch), {{"gpt2", Arch::gpt2}, {"llama", Arch::llama}},
                            "gpt2: LayerNorm, learned positions, GELU; llama: RMSNorm, RoPE, SwiGLU, GQA"));
   s.push_back(integer("model.vocab_size", AT(model.vocab_size), 1, kMaxInt, "vocabulary size"));
+  s.back().default_text = "required";
   s.push_back(integer("model.hidden_size", AT(model.hidden_size), 1, kMaxInt, "model width h"));
+  s.back().default_text = "required";
   s.push_back(integer("model.num_layers", AT(model.num_layers), 1, kMaxInt, "decoder layers L"));
+  s.back().default_text = "required";
   s.push_back(integer("model.num_heads", AT(model.num_heads), 1, kMaxInt, "attention (query) heads a"));
+  s.back().default_text = "required";
   s.push_back(integer("model.num_kv_heads", AT(model.num_kv_heads), 0, kMaxInt,
                       "key/value heads for grouped-query attention; 0 = num_heads"));
   s.push_back(integer("model.head_dim", AT(model.head_dim), 0, kMaxInt, "per-head width; 0 = hidden_size / num_heads"));
   s.push_back(integer("model.intermediate_size", AT(model.intermediate_size), 1, kMaxInt, "dense MLP width"));
+  s.back().default_text = "required (dense)";
   s.push_back(integer("model.max_position_embeddings", AT(model.max_position_embeddings), 1, kMaxInt,
                       "longest sequence (GPT-2: rows of the learned position table)"));
   s.push_back(boolean("model.tie_embeddings", AT(model.tie_embeddings), "output head shares the token embedding"));

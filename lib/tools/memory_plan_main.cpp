@@ -64,7 +64,7 @@ int run_fit(const Options& o, const Recipe& recipe, std::uint64_t memory, std::o
   const FitResult fit = fit_search(recipe.model, base, space);
 
   if (o.json) {
-    nlohmann::json j;
+    nlohmann::ordered_json j;
     j["fits"] = fit.best.has_value();
     j["reason"] = fit.reason;
     j["recipe_plan"] = plan_json(as_written);
@@ -73,7 +73,7 @@ int run_fit(const Options& o, const Recipe& recipe, std::uint64_t memory, std::o
       j["recommended"] = plan_json(make_plan(recipe.model, b.run));
       j["command"] = recommendation_command(o, recipe, b.run, memory);
     }
-    j["candidates"] = nlohmann::json::array();
+    j["candidates"] = nlohmann::ordered_json::array();
     for (const auto& c : fit.tried)
       j["candidates"].push_back({{"zero_stage", c.run.zero.stage},
                                  {"checkpointing", c.checkpointing},
@@ -162,7 +162,7 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
 
   const Plan plan = plan_recipe(recipe, memory);
   if (o.json) {
-    nlohmann::json j = plan_json(plan);
+    nlohmann::ordered_json j = plan_json(plan);
     j["recipe"] = o.recipe;
     j["warnings"] = recipe.warnings;
     out << j.dump(2) << "\n";

@@ -90,13 +90,13 @@ void print_sweep(const std::vector<SweepAxis>& axes, const std::vector<SweepRow>
   t.print(out);
 }
 
-nlohmann::json sweep_json(const std::vector<SweepAxis>& axes, const std::vector<SweepRow>& rows) {
-  nlohmann::json j;
-  j["sweep"] = nlohmann::json::array();
+nlohmann::ordered_json sweep_json(const std::vector<SweepAxis>& axes, const std::vector<SweepRow>& rows) {
+  nlohmann::ordered_json j;
+  j["sweep"] = nlohmann::ordered_json::array();
   for (const auto& a : axes) j["sweep"].push_back(a.key);
-  j["rows"] = nlohmann::json::array();
+  j["rows"] = nlohmann::ordered_json::array();
   for (const auto& r : rows) {
-    nlohmann::json row;
+    nlohmann::ordered_json row;
     for (std::size_t a = 0; a < axes.size(); ++a) row["values"][axes[a].key] = r.values[a];
     row["parameters"] = r.plan["parameters"];
     row["per_rank"] = r.plan["per_rank"];

@@ -22,7 +22,7 @@ SweepAxis parse_sweep_axis(const std::string& text);
 
 struct SweepRow {
   std::vector<std::string> values;  // one per axis
-  nlohmann::json plan;              // plan_json of that point
+  nlohmann::ordered_json plan;              // plan_json of that point
 };
 
 // Plans every grid point: each value is applied as a command-line override, so it is typed
@@ -30,6 +30,6 @@ struct SweepRow {
 std::vector<SweepRow> run_sweep(const RawConfig& base, const std::vector<SweepAxis>& axes, std::uint64_t memory_override);
 
 void print_sweep(const std::vector<SweepAxis>& axes, const std::vector<SweepRow>& rows, std::ostream& out);
-nlohmann::json sweep_json(const std::vector<SweepAxis>& axes, const std::vector<SweepRow>& rows);
+nlohmann::ordered_json sweep_json(const std::vector<SweepAxis>& axes, const std::vector<SweepRow>& rows);
 
 }  // namespace llmlab
