@@ -109,11 +109,14 @@ FitResult fit_search(const ModelSpec& model, const RunSettings& base, const FitS
     for (std::size_t i = 1; i < result.tried.size(); ++i)
       if (result.tried[i].peak_bytes < result.tried[smallest].peak_bytes) smallest = i;
     const auto& s = result.tried[smallest];
+    const std::string advice = !space.vary_stage && base.zero.stage < 3
+                                   ? "let zero.stage vary (drop it from the command line)"
+                                   : "add ranks (dist.world_size), shorten data.packing_length or use a larger device";
     result.reason = fmt::format(
         "nothing fits in {}: the smallest of {} configurations (ZeRO-{}, micro-batch {}, checkpointing {}) "
-        "needs {}; add ranks (dist.world_size), shorten data.packing_length or use a larger device",
+        "needs {}; {}",
         format_bytes(limit), result.tried.size(), s.run.zero.stage, s.run.train.micro_batch_size, s.checkpointing,
-        format_bytes(static_cast<double>(s.peak_bytes)));
+        format_bytes(static_cast<double>(s.peak_bytes)), advice);
     return result;
   }
   const auto& b = result.tried[*result.best];

@@ -188,14 +188,20 @@ int memory_plan_main(const std::vector<std::string>& args, std::ostream& out, st
   app.add_option("--fit", o.fit_memory,
                  "search ZeRO stage, checkpointing and micro-batch for the fastest configuration fitting SIZE "
                  "(default: hardware.memory); keys given on the command line stay fixed; exit 1 if nothing fits")
-      ->expected(0, 1);
-  app.add_option("--sweep", o.sweeps, "key=v1,v2,... or key=a..b[:step]; give one or two")->take_last();
-  app.get_option("--sweep")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      ->expected(0, 1)
+      ->allow_extra_args(false);
+  // One value per --sweep; what follows it is an override, not another sweep value.
+  app.add_option("--sweep", o.sweeps, "key=v1,v2,... or key=a..b[:step]; give one or two")->allow_extra_args(false);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
     o.fit = app.count("--fit") > 0;
+    // `--fit zero.stage=1`: the optional SIZE swallowed an override; give it back.
+    if (o.fit_memory.find('=') != std::string::npos) {
+      o.overrides.push_back(o.fit_memory);
+      o.fit_memory.clear();
+    }
     return run(o, out, err);
   } catch (const CLI::CallForHelp&) {
     out << app.help();
