@@ -1,6 +1,8 @@
 // Edit distance and string splitting.
 #include "core/text.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace llmlab {
@@ -36,6 +38,19 @@ std::string closest_match(std::string_view word, const std::vector<std::string>&
   // A third of the length tolerates two typos in a 6-letter key but not a different word.
   if (best_distance * 3 > longer + 1 || best_distance >= longer) return {};
   return best;
+}
+
+std::string single_line(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (u < 0x20 || u == 0x7f) out += fmt::format("\\x{:02x}", u);
+    else out += c;
+  }
+  return out;
 }
 
 std::vector<std::string> split(std::string_view text, char sep) {

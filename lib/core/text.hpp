@@ -14,6 +14,10 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 // (distance at most a third of the longer word, and at least one character shared).
 std::string closest_match(std::string_view word, const std::vector<std::string>& candidates);
 
+// `text` with control characters escaped ("\\n", "\\t", "\\x01"), so an error quoting user
+// input stays on one line.
+std::string single_line(std::string_view text);
+
 std::vector<std::string> split(std::string_view text, char sep);
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 

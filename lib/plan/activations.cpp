@@ -158,6 +158,18 @@ std::int64_t mla_projections(Builder& b, const ModelSpec& m, std::int64_t T) {
   return T * a * (2 * dqk + l.v_head_dim) * b.e();
 }
 
+// A SwiGLU MLP over `rows` tokens: gate and up saved, their product recomputable; returns its
+// backward temporaries d(act), d(gate), d(up).
+std::int64_t swiglu(Builder& b, const std::string& prefix, std::int64_t rows, std::int64_t h, std::int64_t width) {
+  b.gemm(rows, h, 2 * width);
+  b.act(prefix + "gate", rows, width, SlotClass::saved);
+  b.act(prefix + "up", rows, width, SlotClass::saved);
+  b.act(prefix + "act", rows, width, SlotClass::pointwise, kSwigluFlops * static_cast<double>(rows * width));
+  b.pointwise(static_cast<double>(rows * width), kSwigluFlops);
+  b.gemm(rows, width, h);
+  return 3 * rows * width * b.e();
+}
+
 // The MLP half: returns its backward temporaries.
 std::int64_t mlp(Builder& b, const ModelSpec& m, std::int64_t layer, std::int64_t T) {
   const std::int64_t h = m.hidden_size, e = b.e();
@@ -170,16 +182,7 @@ std::int64_t mlp(Builder& b, const ModelSpec& m, std::int64_t layer, std::int64_
     b.gemm(T, I, h);
     return 2 * T * I * e;  // d(gelu out), d(fc)
   }
-  if (!m.layer_is_moe(layer)) {
-    const std::int64_t I = m.intermediate_size;
-    b.gemm(T, h, 2 * I);
-    b.act("mlp.gate", T, I, SlotClass::saved);
-    b.act("mlp.up", T, I, SlotClass::saved);
-    b.act("mlp.act", T, I, SlotClass::pointwise, kSwigluFlops * static_cast<double>(T * I));
-    b.pointwise(static_cast<double>(T * I), kSwigluFlops);
-    b.gemm(T, I, h);
-    return 3 * T * I * e;  // d(act), d(gate), d(up)
-  }
+  if (!m.layer_is_moe(layer)) return swiglu(b, "mlp.", T, h, m.intermediate_size);
   const auto& moe = m.moe;
   const std::int64_t E = moe.num_experts, k = moe.top_k, Im = moe.expert_intermediate_size;
   // Routed slots: exactly T*k when dropless, else E experts x ceil(capacity * T * k / E).
@@ -190,24 +193,10 @@ std::int64_t mlp(Builder& b, const ModelSpec& m, std::int64_t layer, std::int64_
   b.slot("moe.router_logits", {T, E}, 4, SlotClass::saved);
   b.slot("moe.routing", {T, k, 2}, 4, SlotClass::saved);  // expert index and weight
   b.act("moe.dispatched", R, h, SlotClass::saved);
-  b.gemm(R, h, 2 * Im);
-  b.act("moe.gate", R, Im, SlotClass::saved);
-  b.act("moe.up", R, Im, SlotClass::saved);
-  b.act("moe.act", R, Im, SlotClass::pointwise, kSwigluFlops * static_cast<double>(R * Im));
-  b.pointwise(static_cast<double>(R * Im), kSwigluFlops);
-  b.gemm(R, Im, h);
-  b.act("moe.expert_out", R, h, SlotClass::saved);  // weight gradients of the router need it
-  std::int64_t scratch = R * (2 * h + 3 * Im) * e + T * E * 4;
-  if (moe.num_shared_experts > 0) {
-    const std::int64_t S = moe.num_shared_experts * Im;
-    b.gemm(T, h, 2 * S);
-    b.act("moe.shared.gate", T, S, SlotClass::saved);
-    b.act("moe.shared.up", T, S, SlotClass::saved);
-    b.act("moe.shared.act", T, S, SlotClass::pointwise, kSwigluFlops * static_cast<double>(T * S));
-    b.pointwise(static_cast<double>(T * S), kSwigluFlops);
-    b.gemm(T, S, h);
-    scratch += 3 * T * S * e;
-  }
+  // Expert outputs before the weighted combine: the routing weights' gradient needs them.
+  std::int64_t scratch = swiglu(b, "moe.", R, h, Im) + 2 * R * h * e + T * E * 4;
+  b.act("moe.expert_out", R, h, SlotClass::saved);
+  if (moe.num_shared_experts > 0) scratch += swiglu(b, "moe.shared.", T, h, moe.num_shared_experts * Im);
   return scratch;
 }
 

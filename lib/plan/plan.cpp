@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/error.hpp"
 #include "core/units.hpp"
 #include "plan/checkpoint_policy.hpp"
 
@@ -182,9 +183,45 @@ void estimate_compute(Plan& plan) {
   c.tokens_per_second = c.step_seconds > 0 ? c.tokens_per_step / c.step_seconds : 0;
 }
 
+// Byte counts are int64. Before planning, an upper estimate in doubles makes sure no count of
+// an absurd configuration (a micro-batch of 1e15 rows, a 2^20-wide model) can overflow: such
+// a recipe is bad input, not a plan.
+void check_plannable(const ModelSpec& m, const RunSettings& r) {
+  const double h = static_cast<double>(m.hidden_size), L = static_cast<double>(m.num_layers + m.mtp_depth);
+  const double qk = static_cast<double>(m.is_mla() ? m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim : m.head_dim);
+  const double v = static_cast<double>(m.is_mla() ? m.mla.v_head_dim : m.head_dim);
+  const double heads = static_cast<double>(m.num_heads + 2 * m.num_kv_heads + 1);
+  const double lora = static_cast<double>(m.mla.kv_lora_rank + m.mla.q_lora_rank + m.mla.qk_rope_head_dim);
+  const double experts = static_cast<double>(m.moe.num_experts + m.moe.num_shared_experts);
+  const double mlp_width = static_cast<double>(m.intermediate_size) +
+                           experts * static_cast<double>(m.moe.expert_intermediate_size);
+  const double vision = static_cast<double>(m.vision.num_layers) * 16 * static_cast<double>(m.vision.hidden_size) *
+                        static_cast<double>(m.vision.hidden_size + m.vision.intermediate_size);
+  const double params = L * (4 * h * (heads * std::max(qk, v) + lora) + 4 * h * mlp_width + 4 * h * experts) +
+                        4 * static_cast<double>(m.vocab_size + m.max_position_embeddings) * h + vision;
+  // 2^58 bytes at 18 bytes/param leaves a factor of 8 below int64's range for the sums.
+  if (params * 18 > 0x1p58)
+    throw InputError(fmt::format("the model is too large to plan (~{:.3g} parameters): check model.* sizes", params));
+  const double rows = static_cast<double>(r.train.micro_batch_size), s = static_cast<double>(r.data.packing_length);
+  const double T = rows * s, Tv = rows * static_cast<double>(r.data.vision_tokens);
+  const double per_token = 64 * (h + mlp_width + heads * std::max(qk, v) + lora) +
+                           8 * static_cast<double>(m.moe.top_k) * (h + mlp_width);
+  const double activations = T * L * per_token + 8 * T * static_cast<double>(m.vocab_size) * (1 + L) +
+                             8 * rows * static_cast<double>(m.num_heads) * s * s * L +
+                             Tv * 64 * static_cast<double>(m.vision.num_layers) *
+                                 (static_cast<double>(m.vision.hidden_size + m.vision.intermediate_size) +
+                                  static_cast<double>(m.vision.num_heads) * static_cast<double>(r.data.vision_tokens));
+  if (activations > 0x1p58)
+    throw InputError(fmt::format(
+        "train.micro_batch_size x data.packing_length = {:.3g} tokens per micro-batch: activations of ~{:.3g} bytes "
+        "per rank are beyond anything that can run, too large to plan",
+        T, activations));
+}
+
 }  // namespace
 
 Plan make_plan(const ModelSpec& model, const RunSettings& run) {
+  check_plannable(model, run);
   Plan plan;
   plan.model = model;
   plan.run = run;

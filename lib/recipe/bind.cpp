@@ -127,6 +127,15 @@ void resolve_settings(Recipe& r) {
          fmt::format("{} exceeds model.max_position_embeddings ({}): RoPE will extrapolate", r.data.packing_length,
                      m.max_position_embeddings));
   }
+  // Global batch arithmetic (rows x accumulation x ranks, then x tokens) must stay exact.
+  const double global_rows = static_cast<double>(r.train.micro_batch_size) *
+                             static_cast<double>(r.train.gradient_accumulation_steps) *
+                             static_cast<double>(r.dist.world_size);
+  if (global_rows * static_cast<double>(r.data.packing_length) > 0x1p53)
+    throw InputError(locate(r, "train.micro_batch_size"), "train.micro_batch_size",
+                     fmt::format("micro_batch_size x gradient_accumulation_steps x world_size x packing_length = "
+                                 "{:.3g} tokens per step is beyond anything that can run",
+                                 global_rows * static_cast<double>(r.data.packing_length)));
   if (r.data.vision_tokens > 0 && !m.has_vision())
     throw InputError(locate(r, "data.vision_tokens"), "data.vision_tokens", "the model has no vision encoder");
   if (r.data.vision_tokens % std::max<std::int64_t>(1, m.vision.merge) != 0)

@@ -128,7 +128,7 @@ const std::set<std::string>& supported_types() {
 }  // namespace
 
 std::map<std::string, RawEntry> hf_config_entries(const std::string& path, const SourceLoc& where) {
-  const YAML::Node doc = read_yaml_file(path, where, "model.hf_config", "config.json");
+  const YAML::Node doc = read_yaml_file(path, where, "model.hf_config", "config.json", Syntax::json);
   if (!doc.IsMap()) throw InputError(mark_of(doc, path), "", "a config.json must be a JSON object");
   std::map<std::string, RawEntry> out;
   HfMapper m(path, out);

@@ -3,11 +3,15 @@
 #include "recipe/raw_config.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "core/text.hpp"
@@ -31,17 +35,77 @@ void RawConfig::erase_section(const std::string& prefix) {
   }
 }
 
+namespace {
+
+// yaml-cpp reports an unclosed '[' or '{' where it gave up (often the end of the file); the
+// user needs the bracket that was never closed. Scans up to `end`, skipping quoted text and
+// comments, and returns the 1-based line and column of the innermost open bracket.
+std::pair<int, int> unclosed_bracket(const std::string& text, std::size_t end) {
+  std::vector<std::pair<int, int>> open;
+  int line = 1, column = 0;
+  char quote = 0;
+  bool comment = false;
+  for (std::size_t i = 0; i < std::min(end, text.size()); ++i) {
+    const char c = text[i];
+    ++column;
+    if (c == '\n') {
+      ++line;
+      column = 0;
+      comment = false;
+      continue;
+    }
+    if (comment) continue;
+    if (quote) {
+      if (c == quote) quote = 0;
+      continue;
+    }
+    if (c == '"' || c == '\'') quote = c;
+    else if (c == '#' && (i == 0 || std::isspace(static_cast<unsigned char>(text[i - 1])))) comment = true;
+    else if (c == '[' || c == '{') open.emplace_back(line, column);
+    else if ((c == ']' || c == '}') && !open.empty()) open.pop_back();
+  }
+  return open.empty() ? std::pair<int, int>{0, 0} : open.back();
+}
+
+}  // namespace
+
 YAML::Node read_yaml_file(const std::string& path, const SourceLoc& named_at, const std::string& key,
-                          const std::string& what) {
+                          const std::string& what, Syntax syntax) {
   std::ifstream in(path);
   if (!in) {
     const std::string reason = std::strerror(errno);
     throw InputError(named_at, key, fmt::format("cannot open {} '{}': {}", what, path, reason));
   }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (syntax == Syntax::json) {
+    // yaml-cpp reads JSON (for line marks) but reports JSON mistakes vaguely; a JSON parser
+    // says exactly where the file stops being JSON.
+    try {
+      const auto parsed = nlohmann::json::parse(text);
+      (void)parsed;
+    } catch (const nlohmann::json::parse_error& e) {
+      const auto upto = std::min(text.size(), e.byte > 0 ? e.byte - 1 : 0);
+      const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(upto), '\n'));
+      const std::size_t line_start = text.rfind('\n', upto == 0 ? 0 : upto - 1);
+      const int column = static_cast<int>(upto - (line_start == std::string::npos ? 0 : line_start + 1)) + 1;
+      std::string why = e.what();
+      if (const auto colon = why.rfind(": "); colon != std::string::npos) why = why.substr(colon + 2);
+      throw InputError(SourceLoc{path, line, column}, "", "malformed " + what + ": " + why);
+    }
+  }
   try {
-    return YAML::Load(in);
+    return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
-    throw InputError(SourceLoc{path, e.mark.line + 1, e.mark.column + 1}, "", "malformed " + what + ": " + e.msg);
+    SourceLoc where{path, e.mark.line + 1, e.mark.column + 1};
+    if (e.msg.find("flow not found") != std::string::npos) {
+      const auto [line, column] = unclosed_bracket(text, e.mark.pos < 0 ? text.size() : static_cast<std::size_t>(e.mark.pos));
+      if (line > 0) where = SourceLoc{path, line, column};
+    }
+    // Never point past the last line (yaml-cpp's end-of-input mark is one line further).
+    const int lines = static_cast<int>(std::count(text.begin(), text.end(), '\n')) +
+                      (text.empty() || text.back() == '\n' ? 0 : 1);
+    if (where.line > std::max(lines, 1)) where = SourceLoc{path, std::max(lines, 1), 0};
+    throw InputError(where, "", "malformed " + what + ": " + e.msg);
   }
 }
 

@@ -38,10 +38,12 @@ void apply_override(RawConfig& config, const std::string& assignment);
 // gpt2, deepseek_v3, kimi_vl). `where` locates the key that named the file.
 std::map<std::string, RawEntry> hf_config_entries(const std::string& path, const SourceLoc& where);
 
+enum class Syntax { yaml, json };
+
 // Parses a YAML (or JSON) file; a missing file is reported at `named_at` under `key`, a syntax
 // error at its own line and column. `what` names the file's role ("recipe", "config.json").
 YAML::Node read_yaml_file(const std::string& path, const SourceLoc& named_at, const std::string& key,
-                          const std::string& what);
+                          const std::string& what, Syntax syntax = Syntax::yaml);
 
 // Line/column of a YAML node in `file` (1-based).
 SourceLoc mark_of(const YAML::Node& node, const std::string& file);

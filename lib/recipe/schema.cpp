@@ -185,7 +185,7 @@ std::vector<Field> build_schema() {
   s.back().default_text = "required";
   s.push_back(integer("model.hidden_size", AT(model.hidden_size), 1, kMaxInt, "model width h"));
   s.back().default_text = "required";
-  s.push_back(integer("model.num_layers", AT(model.num_layers), 1, kMaxInt, "decoder layers L"));
+  s.push_back(integer("model.num_layers", AT(model.num_layers), 1, 4096, "decoder layers L"));
   s.back().default_text = "required";
   s.push_back(integer("model.num_heads", AT(model.num_heads), 1, kMaxInt, "attention (query) heads a"));
   s.back().default_text = "required";
@@ -204,9 +204,9 @@ std::vector<Field> build_schema() {
   s.push_back(number("model.dropout", AT(model.dropout), 0, 1, true, "attention and residual dropout probability"));
   s.push_back(number("model.norm_eps", AT(model.norm_eps), 0, inf, false, "epsilon of the norms"));
   s.push_back(number("model.rope_theta", AT(model.rope_theta), 0, inf, false, "RoPE base"));
-  s.push_back(integer("model.mtp_depth", AT(model.mtp_depth), 0, kMaxInt,
+  s.push_back(integer("model.mtp_depth", AT(model.mtp_depth), 0, 64,
                       "multi-token-prediction modules (DeepSeek-V3), each predicting one more token"));
-  s.push_back(integer("model.moe.num_experts", AT(model.moe.num_experts), 0, kMaxInt, "routed experts; 0 = dense"));
+  s.push_back(integer("model.moe.num_experts", AT(model.moe.num_experts), 0, 4096, "routed experts; 0 = dense"));
   s.push_back(integer("model.moe.num_shared_experts", AT(model.moe.num_shared_experts), 0, kMaxInt,
                       "experts every token uses"));
   s.push_back(integer("model.moe.expert_intermediate_size", AT(model.moe.expert_intermediate_size), 0, kMaxInt,
@@ -225,7 +225,7 @@ std::vector<Field> build_schema() {
   s.push_back(integer("model.mla.qk_nope_head_dim", AT(model.mla.qk_nope_head_dim), 0, kMaxInt, "MLA q/k width without RoPE"));
   s.push_back(integer("model.mla.qk_rope_head_dim", AT(model.mla.qk_rope_head_dim), 0, kMaxInt, "MLA q/k width with RoPE"));
   s.push_back(integer("model.mla.v_head_dim", AT(model.mla.v_head_dim), 0, kMaxInt, "MLA value width"));
-  s.push_back(integer("model.vision.num_layers", AT(model.vision.num_layers), 0, kMaxInt, "vision encoder blocks; 0 = text-only"));
+  s.push_back(integer("model.vision.num_layers", AT(model.vision.num_layers), 0, 4096, "vision encoder blocks; 0 = text-only"));
   s.push_back(integer("model.vision.hidden_size", AT(model.vision.hidden_size), 0, kMaxInt, "vision encoder width"));
   s.push_back(integer("model.vision.num_heads", AT(model.vision.num_heads), 0, kMaxInt, "vision encoder heads"));
   s.push_back(integer("model.vision.intermediate_size", AT(model.vision.intermediate_size), 0, kMaxInt, "vision MLP width"));
@@ -287,6 +287,7 @@ std::vector<Field> build_schema() {
     r.hardware.memory_auto = false;
     r.hardware.memory = parse_bytes_value(v, where, "hardware.memory");
   };
+  memory.show = [](const Recipe& r) { return r.hardware.memory_auto ? std::string("auto") : show_bytes(r.hardware.memory); };
   memory.default_text = "by device";
   s.push_back(memory);
   s.push_back(number("hardware.peak_tflops", AT(hardware.peak_tflops), 0, inf, false,

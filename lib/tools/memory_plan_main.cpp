@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/table.hpp"
+#include "core/text.hpp"
 #include "core/units.hpp"
 #include "plan/fit.hpp"
 #include "plan/report.hpp"
@@ -142,7 +143,7 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
   RawConfig raw = load_raw_config(o.recipe);
   for (const auto& ov : o.overrides) apply_override(raw, ov);
   const Recipe recipe = bind_recipe(raw);
-  for (const auto& w : recipe.warnings) err << "memory-plan: warning: " << w << "\n";
+  for (const auto& w : recipe.warnings) err << "memory-plan: warning: " << single_line(w) << "\n";
 
   if (o.print_config) {
     out << resolved_yaml(recipe);
@@ -207,13 +208,13 @@ int memory_plan_main(const std::vector<std::string>& args, std::ostream& out, st
     out << app.help();
     return 0;
   } catch (const CLI::ParseError& e) {
-    err << "memory-plan: error: " << e.what() << "\n";
+    err << "memory-plan: error: " << single_line(e.what()) << "\n";
     return static_cast<int>(ExitCode::bad_input);
   } catch (const Error& e) {
-    err << "memory-plan: error: " << e.what() << "\n";
+    err << "memory-plan: error: " << single_line(e.what()) << "\n";
     return static_cast<int>(e.code());
   } catch (const std::exception& e) {
-    err << "memory-plan: error: " << e.what() << "\n";
+    err << "memory-plan: error: " << single_line(e.what()) << "\n";
     return static_cast<int>(ExitCode::failure);
   }
 }
