@@ -44,8 +44,14 @@ SweepAxis parse_sweep_axis(const std::string& text) {
                     (colon == std::string::npos || parse_int(rest.substr(colon + 1), step));
     if (!ok || step <= 0 || hi < lo)
       throw InputError(where, axis.key, fmt::format("'{}' is not a range a..b or a..b:step with a <= b, step > 0", item));
-    if ((hi - lo) / step >= 100000) throw InputError(where, axis.key, "a sweep of more than 100,000 points");
-    for (long long v = lo; v <= hi; v += step) axis.values.push_back(std::to_string(v));
+    // hi - lo in unsigned arithmetic cannot overflow for hi >= lo; the loop counts points, so
+    // it cannot wrap past INT64_MAX either.
+    const unsigned long long points = (static_cast<unsigned long long>(hi) - static_cast<unsigned long long>(lo)) /
+                                          static_cast<unsigned long long>(step) + 1;
+    if (points > 100000) throw InputError(where, axis.key, "a sweep of more than 100,000 points");
+    for (unsigned long long i = 0; i < points; ++i)
+      axis.values.push_back(std::to_string(static_cast<long long>(
+          static_cast<unsigned long long>(lo) + i * static_cast<unsigned long long>(step))));
   }
   return axis;
 }
