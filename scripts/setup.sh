@@ -17,6 +17,8 @@ packages=(
   libopenmpi-dev openmpi-bin   # CPU multi-process training and NCCL bootstrap
   libpcre2-dev          # tokenizer pre-tokenizer regexes (Unicode classes, lookahead)
   libxxhash-dev         # shard checksums
+  libutf8proc-dev       # NFC normalization for tokenizers that ask for it (Qwen)
+  zlib1g-dev            # reading .gz datasets
 )
 
 missing=()

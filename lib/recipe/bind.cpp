@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "core/text.hpp"
@@ -11,6 +12,18 @@
 #include "recipe/schema.hpp"
 
 namespace llmlab {
+
+bool Recipe::has_model() const {
+  for (const auto& [key, where] : sources)
+    if (key.rfind("model.", 0) == 0) return true;
+  return false;
+}
+
+void require_model(const Recipe& r) {
+  if (!r.has_model())
+    throw InputError(SourceLoc{r.path, 0, 0}, "model",
+                     "no model: add `defaults: [models/<preset>.yaml]`, a model section, or model.hf_config");
+}
 
 SourceLoc Recipe::where(const std::string& key) const {
   auto it = sources.find(key);
@@ -61,7 +74,7 @@ void resolve_model(Recipe& r) {
   if (!r.is_set("model.hidden_size") || !r.is_set("model.num_layers") || !r.is_set("model.vocab_size") ||
       !r.is_set("model.num_heads"))
     throw InputError(SourceLoc{r.path, 0, 0}, "model",
-                     "no model: add `defaults: [models/<preset>.yaml]`, a model section, or model.hf_config");
+                     "incomplete model: vocab_size, hidden_size, num_layers and num_heads are required");
   if (!r.is_set("model.intermediate_size") && !m.is_moe())
     throw InputError(locate(r, "model.hidden_size"), "model.intermediate_size", "missing: the MLP width is required");
   if (m.is_mla()) {
@@ -112,13 +125,15 @@ void resolve_settings(Recipe& r) {
   const ModelSpec& m = r.model;
   // Unset, the row length is 2048 or the model's context if shorter (GPT-2: 1024).
   if (!r.is_set("data.packing_length")) r.data.packing_length = std::min<std::int64_t>(2048, m.max_position_embeddings);
+  // Like every path, the default output directory is stored absolute (here: ./packed).
+  if (!r.is_set("data.output")) r.data.output = std::filesystem::absolute(r.data.output).lexically_normal().string();
   if (r.train.precision == Precision::fp32) {
     if (r.is_set("train.grad_dtype") && r.train.grad_dtype == GradDtype::bf16)
       throw InputError(locate(r, "train.grad_dtype"), "train.grad_dtype",
                        "bf16 gradients contradict train.precision: fp32");
     r.train.grad_dtype = GradDtype::fp32;
   }
-  if (r.data.packing_length > m.max_position_embeddings) {
+  if (r.has_model() && r.data.packing_length > m.max_position_embeddings) {
     if (m.arch == Arch::gpt2)
       throw InputError(locate(r, "data.packing_length"), "data.packing_length",
                        fmt::format("{} exceeds the learned position table (model.max_position_embeddings = {})",
@@ -177,7 +192,8 @@ Recipe bind_recipe(const RawConfig& raw) {
     f->assign(r, entry.value, entry.where);
     r.sources[key] = entry.where;
   }
-  resolve_model(r);
+  // A recipe may have no model at all (pack-data needs none); tools that do call require_model.
+  if (r.has_model()) resolve_model(r);
   resolve_settings(r);
   return r;
 }

@@ -24,7 +24,12 @@ struct Recipe : RunSettings {
   // Where `key` was set, or an empty location when it holds its default.
   SourceLoc where(const std::string& key) const;
   bool is_set(const std::string& key) const { return sources.count(key) != 0; }
+  // Whether any model.* key was given (pack-data needs no model; memory-plan and train do).
+  bool has_model() const;
 };
+
+// Throws InputError naming the recipe when it has no model section.
+void require_model(const Recipe& recipe);
 
 // Binds raw entries to typed settings: unknown keys, wrong types and out-of-range values are
 // InputErrors naming file:line:column and key; then derived defaults are resolved and

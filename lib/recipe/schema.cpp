@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <utility>
 
@@ -163,6 +165,54 @@ Field bytes(std::string key, Get get, std::string doc) {
   return f;
 }
 
+// Paths in a recipe are relative to the file that names them (the command line: the current
+// directory) and are stored absolute, so a printed recipe loads from anywhere.
+std::string resolve_path(const std::string& path, const SourceLoc& where) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  if (p.is_relative() && where.known() && where.file != "command line")
+    p = fs::path(where.file).parent_path() / p;
+  return fs::absolute(p).lexically_normal().string();
+}
+
+// A path, or one of `words` (e.g. "byte") kept as written.
+template <class Get>
+Field path(std::string key, Get get, std::vector<std::string> words, std::string doc) {
+  Field f = blank_field(key, words.empty() ? "path" : "path or " + join(words, "|"), std::move(doc));
+  f.assign = [key, get, words](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    require_scalar(v, where, key, "a path");
+    if (v.Scalar().empty()) throw InputError(where, key, "expected a path, got an empty string");
+    const bool word = std::find(words.begin(), words.end(), v.Scalar()) != words.end();
+    get(r) = word ? v.Scalar() : resolve_path(v.Scalar(), where);
+  };
+  f.show = [get](const Recipe& r) { return yaml_string(get(const_cast<Recipe&>(r))); };
+  return f;
+}
+
+template <class Get>
+Field path_list(std::string key, Get get, std::string doc) {
+  Field f = blank_field(key, "list of paths", std::move(doc));
+  f.assign = [key, get](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    std::vector<std::string> out;
+    auto add = [&](const YAML::Node& item) {
+      if (!item.IsScalar() || item.Scalar().empty())
+        throw InputError(where, key, fmt::format("expected a path, got {}", describe(item)));
+      out.push_back(resolve_path(item.Scalar(), where));
+    };
+    if (v.IsSequence())
+      for (const auto& item : v) add(item);
+    else
+      add(v);  // a single path is a list of one
+    get(r) = out;
+  };
+  f.show = [get](const Recipe& r) {
+    YAML::Emitter e;
+    e << YAML::Flow << get(const_cast<Recipe&>(r));
+    return std::string(e.c_str());
+  };
+  return f;
+}
+
 #define AT(member) [](Recipe& r) -> auto& { return r.member; }
 
 std::vector<Field> build_schema() {
@@ -238,6 +288,40 @@ std::vector<Field> build_schema() {
 
   s.push_back(integer("data.packing_length", AT(data.packing_length), 1, kMaxInt, "tokens per packed row (sequence length)"));
   s.push_back(integer("data.vision_tokens", AT(data.vision_tokens), 0, kMaxInt, "image patches per row (vision models)"));
+
+  s.push_back(path_list("data.inputs", AT(data.inputs), "pack-data: input files (JSONL, text, .gz)"));
+  s.push_back(choice<InputFormat>("data.format", AT(data.format),
+                                  {{"auto", InputFormat::auto_detect}, {"jsonl", InputFormat::jsonl}, {"text", InputFormat::text}},
+                                  "auto: .jsonl/.json(.gz) are JSONL, other files text"));
+  s.push_back(text("data.text_field", AT(data.text_field), "JSONL field holding plain text"));
+  s.push_back(text("data.text_delimiter", AT(data.text_delimiter),
+                   "text files: the string between documents (e.g. \"\\n%\\n\" for fortunes); empty = one document per file"));
+  s.push_back(path("data.tokenizer", AT(data.tokenizer), {"byte"}, "byte (embedded byte-level) or a Hugging Face tokenizer.json"));
+  s.push_back(choice<ChatTemplateKind>("data.chat_template", AT(data.chat_template),
+                                       {{"chatml", ChatTemplateKind::chatml}, {"llama3", ChatTemplateKind::llama3},
+                                        {"custom", ChatTemplateKind::custom}},
+                                       "how chat `messages` are rendered; custom uses chat_prefix and chat_message"));
+  s.push_back(text("data.chat_prefix", AT(data.chat_prefix), "custom chat template: text before the first message"));
+  s.push_back(text("data.chat_message", AT(data.chat_message),
+                   "custom chat template: one message, containing {content} once and optionally {role}"));
+  s.push_back(boolean("data.add_bos", AT(data.add_bos), "begin text and prompt/completion documents with BOS"));
+  s.push_back(boolean("data.add_eos", AT(data.add_eos), "end text and prompt/completion documents with EOS"));
+  s.push_back(text("data.bos_token", AT(data.bos_token), "BOS token text; empty = the tokenizer's usual one"));
+  s.push_back(text("data.eos_token", AT(data.eos_token), "EOS token text; empty = the tokenizer's usual one"));
+  s.push_back(choice<PackStrategy>("data.strategy", AT(data.strategy),
+                                   {{"greedy", PackStrategy::greedy}, {"bfd", PackStrategy::bfd}, {"spfhp", PackStrategy::spfhp}},
+                                   "packing: greedy (next-fit, lmms-engine), bfd (best-fit decreasing), spfhp (histogram)"));
+  s.push_back(choice<OverflowPolicy>("data.overflow", AT(data.overflow),
+                                     {{"split", OverflowPolicy::split}, {"truncate", OverflowPolicy::truncate},
+                                      {"drop", OverflowPolicy::drop}},
+                                     "documents longer than packing_length: split into chunks, truncate, or drop"));
+  s.push_back(integer("data.pack_window", AT(data.pack_window), 1, kMaxInt,
+                      "documents read, tokenized and packed together (bounds memory)"));
+  s.push_back(integer("data.rows_per_shard", AT(data.rows_per_shard), 1, kMaxInt, "rows per shard file"));
+  s.push_back(integer("data.seed", AT(data.seed), 0, kMaxInt, "shuffles rows within each window"));
+  s.push_back(path("data.output", AT(data.output), {}, "pack-data output directory (shards + manifest.json)"));
+  s.push_back(boolean("data.skip_bad", AT(data.skip_bad), "count and skip bad records instead of stopping"));
+  s.push_back(integer("data.threads", AT(data.threads), 0, 4096, "tokenizer threads; 0 = all cores"));
 
   s.push_back(integer("train.micro_batch_size", AT(train.micro_batch_size), 1, kMaxInt, "packed rows per rank per micro-step"));
   s.push_back(integer("train.gradient_accumulation_steps", AT(train.gradient_accumulation_steps), 1, kMaxInt,

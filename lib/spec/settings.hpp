@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace llmlab {
 
@@ -17,9 +18,38 @@ enum class CheckpointPolicy { none, full, selective, every_k, sqrt, budget };
 enum class SelectiveScope { core, pointwise };
 enum class Device { cpu, cuda };
 
+enum class InputFormat { auto_detect, jsonl, text };
+enum class PackStrategy { greedy, bfd, spfhp };  // see data/pack/packer.hpp
+enum class OverflowPolicy { truncate, split, drop };
+enum class ChatTemplateKind { chatml, llama3, custom };
+
 struct DataSettings {
   std::int64_t packing_length = 2048;  // tokens per packed row (= sequence length)
   std::int64_t vision_tokens = 0;      // image patches per row fed to the vision encoder
+
+  // pack-data: where documents come from and how they become tokens.
+  std::vector<std::string> inputs;     // files (JSONL, text, .gz), resolved against the recipe
+  InputFormat format = InputFormat::auto_detect;  // auto: .jsonl/.json(.gz) are JSONL, else text
+  std::string text_field = "text";     // JSONL field holding plain text
+  std::string text_delimiter;          // text files: document separator; empty = one per file
+  std::string tokenizer = "byte";      // "byte" or a tokenizer.json path
+  ChatTemplateKind chat_template = ChatTemplateKind::chatml;
+  std::string chat_prefix;             // custom template: text before the first message
+  std::string chat_message;            // custom template: one message, with {role} and {content}
+  bool add_bos = false;
+  bool add_eos = true;                 // after text and prompt/completion documents
+  std::string bos_token;               // empty: the tokenizer's usual one
+  std::string eos_token;
+
+  // pack-data: how documents become rows and shards.
+  PackStrategy strategy = PackStrategy::bfd;
+  OverflowPolicy overflow = OverflowPolicy::split;
+  std::int64_t pack_window = 200'000;  // documents packed together (bounds memory)
+  std::int64_t rows_per_shard = 16'384;
+  std::uint64_t seed = 0;              // row order within each window
+  std::string output = "packed";       // output directory
+  bool skip_bad = false;               // count and skip bad records instead of stopping
+  std::int64_t threads = 0;            // tokenizer threads; 0 = all cores
 };
 
 struct TrainSettings {

@@ -143,6 +143,7 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
   RawConfig raw = load_raw_config(o.recipe);
   for (const auto& ov : o.overrides) apply_override(raw, ov);
   const Recipe recipe = bind_recipe(raw);
+  require_model(recipe);
   for (const auto& w : recipe.warnings) err << "memory-plan: warning: " << single_line(w) << "\n";
 
   if (o.print_config) {

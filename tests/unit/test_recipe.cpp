@@ -75,7 +75,7 @@ TEST_CASE("errors name file line column and key") {
   const std::string choice = write_temp("choice.yaml", kModel + "checkpointing:\n  policy: ful\n");
   CHECK(error_of([&] { load_recipe(choice); }).find("did you mean 'full'?") != std::string::npos);
   const std::string nomodel = write_temp("nomodel.yaml", "train:\n  micro_batch_size: 1\n");
-  CHECK(error_of([&] { load_recipe(nomodel); }).find("no model") != std::string::npos);
+  CHECK(error_of([&] { require_model(load_recipe(nomodel)); }).find("no model") != std::string::npos);
 }
 
 TEST_CASE("contradictions and warnings") {
