@@ -10,7 +10,8 @@ packages=(
   libcli11-dev          # command-line parsing for all five tools
   libyaml-cpp-dev       # recipes: YAML with line/column marks for error messages
   libfmt-dev            # formatting of tables, numbers and messages
-  nlohmann-json3-dev    # --json output and Hugging Face config.json reading
+  nlohmann-json3-dev    # --json output, manifests, tokenizer.json and precise JSON error positions
+  libsimdjson-dev       # fast JSONL parsing in pack-data
   doctest-dev           # unit tests
   libdnnl-dev           # CPU GEMM (oneDNN): ~350 GFLOP/s here vs 65 for Debian's OpenBLAS
   libomp-dev            # OpenMP for CPU kernels
