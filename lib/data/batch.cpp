@@ -8,45 +8,20 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/random.hpp"
 #include "data/shard/shard_reader.hpp"
 
 namespace llmlab {
 
 namespace {
 
-// splitmix64 (Steele, Lea, Flood 2014): its output function is a bijection of the state and
-// the state advances by a fixed odd constant, so the stream is fully specified by its key and
-// identical on every platform and standard library (unlike std::shuffle's distributions).
-constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() { return mix64(state += kGolden); }
-  // Uniform in [0, n) by rejection: draws below 2^64 mod n are refused, so every residue is
-  // hit by exactly floor(2^64 / n) accepted draws.
-  std::uint64_t below(std::uint64_t n) {
-    const std::uint64_t threshold = (0 - n) % n;
-    for (;;) {
-      const std::uint64_t x = next();
-      if (x >= threshold) return x % n;
-    }
-  }
-};
-
-// The row order of one epoch: Fisher-Yates from the last slot down, driven by splitmix64 keyed
-// by mix64(mix64(seed) + epoch).
+// The row order of one epoch: core/random.hpp's splitmix64-driven Fisher-Yates, which is the same
+// on every platform and standard library (std::shuffle is not). Its key chains seed and epoch
+// through splitmix64, so neighbouring seeds or epochs give unrelated orders.
 std::vector<std::uint64_t> epoch_order(std::uint64_t rows, std::uint64_t seed, std::uint64_t epoch) {
-  std::vector<std::uint64_t> order(static_cast<std::size_t>(rows));
-  for (std::uint64_t i = 0; i < rows; ++i) order[i] = i;
-  SplitMix64 rng{mix64(mix64(seed) + epoch)};
-  for (std::uint64_t i = rows; i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  return order;
+  std::uint64_t state = seed;
+  std::uint64_t keyed = splitmix64(state) + epoch;
+  return seeded_permutation(rows, splitmix64(keyed));
 }
 
 }  // namespace

@@ -32,8 +32,8 @@ struct DataCursor {
 
 // Reads micro-batches of `micro_batch` rows from shards. Rows are numbered globally across the
 // shards in the order given, and visited in an order that is a deterministic shuffle per
-// (seed, epoch): Fisher-Yates driven by splitmix64 keyed by mix(mix(seed) + epoch), the same on
-// every platform. Rank r of `world` takes positions r, r + world, ... of that order, the last
+// (seed, epoch): seeded_permutation (core/random.hpp) keyed by splitmix64(splitmix64(seed) +
+// epoch), the same on every platform. Rank r of `world` takes positions r, r + world, ... of that order, the last
 // partial round dropped, so ranks see disjoint rows and equally many. Epochs follow each other
 // without end; a micro-batch may span the end of one epoch and the start of the next, so every
 // batch has exactly micro_batch rows. A cursor is valid for the same shards, seed and world.
