@@ -14,6 +14,7 @@
 #include "plan/fit.hpp"
 #include "plan/report.hpp"
 #include "recipe/recipe.hpp"
+#include "tools/cli.hpp"
 #include "tools/recipe_plan.hpp"
 #include "tools/sweep.hpp"
 
@@ -195,9 +196,7 @@ int memory_plan_main(const std::vector<std::string>& args, std::ostream& out, st
   // One value per --sweep; what follows it is an override, not another sweep value.
   app.add_option("--sweep", o.sweeps, "key=v1,v2,... or key=a..b[:step]; give one or two")->allow_extra_args(false);
 
-  std::vector<std::string> reversed(args.rbegin(), args.rend());
-  try {
-    app.parse(reversed);
+  return run_cli(app, args, out, err, [&] {
     o.fit = app.count("--fit") > 0;
     // `--fit zero.stage=1`: the optional SIZE swallowed an override; give it back.
     if (o.fit_memory.find('=') != std::string::npos) {
@@ -205,19 +204,7 @@ int memory_plan_main(const std::vector<std::string>& args, std::ostream& out, st
       o.fit_memory.clear();
     }
     return run(o, out, err);
-  } catch (const CLI::CallForHelp&) {
-    out << app.help();
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    err << "memory-plan: error: " << single_line(e.what()) << "\n";
-    return static_cast<int>(ExitCode::bad_input);
-  } catch (const Error& e) {
-    err << "memory-plan: error: " << single_line(e.what()) << "\n";
-    return static_cast<int>(e.code());
-  } catch (const std::exception& e) {
-    err << "memory-plan: error: " << single_line(e.what()) << "\n";
-    return static_cast<int>(ExitCode::failure);
-  }
+  });
 }
 
 }  // namespace llmlab

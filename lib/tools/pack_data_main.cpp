@@ -18,6 +18,7 @@
 #include "data/shard/shard_reader.hpp"
 #include "data/tokenizer/tokenizer.hpp"
 #include "recipe/recipe.hpp"
+#include "tools/cli.hpp"
 
 namespace llmlab {
 
@@ -185,24 +186,7 @@ int pack_data_main(const std::vector<std::string>& args, std::ostream& out, std:
   inspect->add_flag("--json", o.json, "print JSON");
   app.require_subcommand(0, 1);
 
-  std::vector<std::string> reversed(args.rbegin(), args.rend());
-  try {
-    app.parse(reversed);
-    if (inspect->parsed()) return run_inspect(o, out);
-    return run_pack(o, out, err);
-  } catch (const CLI::CallForHelp&) {
-    out << app.help();
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    err << "pack-data: error: " << single_line(e.what()) << "\n";
-    return static_cast<int>(ExitCode::bad_input);
-  } catch (const Error& e) {
-    err << "pack-data: error: " << single_line(e.what()) << "\n";
-    return static_cast<int>(e.code());
-  } catch (const std::exception& e) {
-    err << "pack-data: error: " << single_line(e.what()) << "\n";
-    return static_cast<int>(ExitCode::failure);
-  }
+  return run_cli(app, args, out, err, [&] { return inspect->parsed() ? run_inspect(o, out) : run_pack(o, out, err); });
 }
 
 }  // namespace llmlab

@@ -1,0 +1,31 @@
+// The shared top of every tool: parsing and the one-line error contract.
+#include "tools/cli.hpp"
+
+#include "core/error.hpp"
+#include "core/text.hpp"
+
+namespace llmlab {
+
+int run_cli(CLI::App& app, const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+            const std::function<int()>& body) {
+  const std::string prefix = app.get_name() + ": error: ";
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them reversed
+  try {
+    app.parse(reversed);
+    return body();
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    err << prefix << single_line(e.what()) << "\n";
+    return static_cast<int>(ExitCode::bad_input);
+  } catch (const Error& e) {
+    err << prefix << single_line(e.what()) << "\n";
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    err << prefix << single_line(e.what()) << "\n";
+    return static_cast<int>(ExitCode::failure);
+  }
+}
+
+}  // namespace llmlab
