@@ -2,6 +2,7 @@
 // exactly, positions restart per document and continue across split chunks, loss masks follow
 // the roles, output is deterministic, and bad input names file:line and leaves nothing behind.
 #include <doctest/doctest.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -234,4 +235,21 @@ TEST_CASE("an existing directory that is not a pack-data output is refused and k
   s.packing_length = 32;
   pack_dataset(s, *tok, "byte", {});
   CHECK(slurp(s.output + "/manifest.json") != first);
+}
+
+TEST_CASE("gzip-compressed input packs like the plain file") {
+  std::string jsonl;
+  for (int i = 0; i < 30; ++i) jsonl += "{\"text\": \"" + lorem(i) + "\"}\n";
+  const std::string plain = write_temp("gz/plain.jsonl", jsonl);
+  const std::string gz = plain + ".gz";
+  gzFile f = gzopen(gz.c_str(), "wb");
+  REQUIRE(f != nullptr);
+  REQUIRE(gzwrite(f, jsonl.data(), static_cast<unsigned>(jsonl.size())) == static_cast<int>(jsonl.size()));
+  gzclose(f);
+  const auto tok = make_byte_tokenizer();
+  DataSettings a = settings_for(plain, temp_dir("gz_plain"));
+  DataSettings b = settings_for(gz, temp_dir("gz_gz"));
+  pack_dataset(a, *tok, "byte", {});
+  pack_dataset(b, *tok, "byte", {});
+  CHECK(slurp(a.output + "/shard-00000.bin") == slurp(b.output + "/shard-00000.bin"));
 }

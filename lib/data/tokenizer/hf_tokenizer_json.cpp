@@ -45,9 +45,12 @@ class Fields {
     if (!v.is_boolean()) fail(path + "." + name, fmt::format("expected true or false, got {}", v.type_name()));
     return v.get<bool>();
   }
+  // Ids stop at 2^24: far above any real vocabulary (Llama 3 has 128,256), and low enough
+  // that a corrupt id cannot make the id -> token table huge.
   std::int32_t id(const json& v, const std::string& key) const {
-    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > INT32_MAX)
-      fail(key, fmt::format("expected a token id (an integer from 0 to {}), got {}", INT32_MAX, v.dump()));
+    constexpr std::int64_t kLimit = 1 << 24;
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() >= kLimit)
+      fail(key, fmt::format("expected a token id (an integer from 0 to {}), got {}", kLimit - 1, v.dump()));
     return static_cast<std::int32_t>(v.get<std::int64_t>());
   }
   std::string type(const json& obj, const std::string& path) const {
@@ -149,6 +152,97 @@ std::pair<std::string, std::string> parse_merge(const Fields& f, const json& m, 
   return {line.substr(0, space), line.substr(space + 1)};
 }
 
+// The vocabulary three ways: by token string (merges and added tokens name tokens so), by
+// the bytes a byte-level token stands for (what encoding looks up), and by id (decoding).
+struct Vocabulary {
+  tok::TokenIndex by_string, by_bytes;
+  std::vector<std::optional<std::string>> id_bytes;
+  std::array<std::int32_t, 256> byte_ids{};
+
+  void set_bytes(std::int32_t id, std::string bytes) {
+    if (static_cast<std::size_t>(id) >= id_bytes.size()) id_bytes.resize(static_cast<std::size_t>(id) + 1);
+    id_bytes[static_cast<std::size_t>(id)] = std::move(bytes);
+  }
+};
+
+Vocabulary parse_vocabulary(const Fields& f, const json& vocab) {
+  if (!vocab.is_object()) f.fail("model.vocab", "expected an object of token -> id");
+  Vocabulary v;
+  for (const auto& [token, id_json] : vocab.items()) {
+    const std::int32_t id = f.id(id_json, "model.vocab." + token);
+    v.by_string.emplace(token, id);
+    std::string bytes;
+    // Entries with characters outside the byte table cannot come out of byte-level encoding.
+    if (tok::token_to_bytes(token, bytes)) v.by_bytes.emplace(bytes, id);
+    v.set_bytes(id, std::move(bytes));
+  }
+  for (int b = 0; b < 256; ++b) {
+    const auto it = v.by_bytes.find(std::string(1, static_cast<char>(b)));
+    if (it == v.by_bytes.end())
+      f.fail("model.vocab", fmt::format("no token for byte 0x{:02x} (U+{:04X}): not a byte-level BPE vocabulary", b,
+                                        static_cast<std::uint32_t>(tok::byte_to_unicode(static_cast<std::uint8_t>(b)))));
+    v.byte_ids[static_cast<std::size_t>(b)] = it->second;
+  }
+  return v;
+}
+
+std::vector<tok::BpeModel::Merge> parse_merges(const Fields& f, const json& merges, const Vocabulary& v) {
+  if (!merges.is_array()) f.fail("model.merges", "expected an array");
+  std::vector<tok::BpeModel::Merge> out;
+  out.reserve(merges.size());
+  auto id_of = [&](const std::string& token, const std::string& key) {
+    const auto it = v.by_string.find(token);
+    if (it == v.by_string.end()) f.fail(key, fmt::format("merge uses '{}', which is not in model.vocab", token));
+    return it->second;
+  };
+  for (std::size_t i = 0; i < merges.size(); ++i) {
+    // Hugging Face skips "#version" header lines of merges.txt; they take no rank.
+    if (merges[i].is_string() && merges[i].get<std::string>().starts_with("#version")) continue;
+    const std::string key = fmt::format("model.merges[{}]", i);
+    const auto [left, right] = parse_merge(f, merges[i], key);
+    out.push_back({id_of(left, key), id_of(right, key), id_of(left + right, key)});
+  }
+  return out;
+}
+
+// Added tokens with the ids Hugging Face's AddedVocabulary gives them (the file's "id" only
+// draws a warning there): a token in the vocabulary keeps its id; a new one gets the number
+// of vocabulary entries, or one past the largest added id so far. New tokens' bytes are
+// their text; tokens in the vocabulary decode as the vocabulary says, as in Hugging Face.
+std::vector<AddedToken> parse_added_tokens(const Fields& f, const json& list, std::size_t vocab_entries, Vocabulary& v) {
+  if (list.is_null()) return {};
+  if (!list.is_array()) f.fail("added_tokens", "expected an array");
+  std::vector<AddedToken> added;
+  std::int32_t largest = 0;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const json& a = list[i];
+    const std::string key = fmt::format("added_tokens[{}]", i);
+    if (!a.is_object()) f.fail(key, "expected an object");
+    AddedToken t;
+    t.content = f.string(f.get(a, "content"), key + ".content");
+    if (t.content.empty()) f.fail(key + ".content", "empty added token");
+    for (const AddedToken& other : added)
+      if (other.content == t.content) f.fail(key + ".content", fmt::format("'{}' is listed twice", t.content));
+    f.id(f.get(a, "id"), key + ".id");
+    const auto known = v.by_string.find(t.content);
+    if (known != v.by_string.end()) {
+      t.id = known->second;
+    } else {
+      const auto entries = static_cast<std::int32_t>(vocab_entries);
+      t.id = added.empty() || largest < entries ? entries : largest + 1;
+      v.set_bytes(t.id, t.content);
+    }
+    largest = added.empty() ? t.id : std::max(largest, t.id);
+    t.single_word = f.boolean(a, "single_word", key, false);
+    t.lstrip = f.boolean(a, "lstrip", key, false);
+    t.rstrip = f.boolean(a, "rstrip", key, false);
+    t.normalized = f.boolean(a, "normalized", key, true);
+    t.special = f.boolean(a, "special", key, false);
+    added.push_back(std::move(t));
+  }
+  return added;
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) {
@@ -166,88 +260,19 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) {
 
   const json& model = f.get(root, "model");
   check_model_options(f, model);
-  const json& vocab = f.get(model, "vocab");
-  if (!vocab.is_object()) f.fail("model.vocab", "expected an object of token -> id");
-  tok::TokenIndex by_string, by_bytes;
-  std::vector<std::optional<std::string>> id_bytes;
-  auto set_bytes = [&](std::int32_t id, std::string bytes) {
-    if (static_cast<std::size_t>(id) >= id_bytes.size()) id_bytes.resize(static_cast<std::size_t>(id) + 1);
-    id_bytes[static_cast<std::size_t>(id)] = std::move(bytes);
-  };
-  for (const auto& [token, id_json] : vocab.items()) {
-    const std::int32_t id = f.id(id_json, "model.vocab." + token);
-    by_string.emplace(token, id);
-    std::string bytes;
-    // Entries with characters outside the byte table cannot come out of byte-level encoding.
-    if (tok::token_to_bytes(token, bytes)) by_bytes.emplace(bytes, id);
-    set_bytes(id, std::move(bytes));
-  }
-  std::array<std::int32_t, 256> byte_ids{};
-  for (int b = 0; b < 256; ++b) {
-    const auto it = by_bytes.find(std::string(1, static_cast<char>(b)));
-    if (it == by_bytes.end())
-      f.fail("model.vocab", fmt::format("no token for byte 0x{:02x} (U+{:04X}): not a byte-level BPE vocabulary", b,
-                                        static_cast<std::uint32_t>(tok::byte_to_unicode(static_cast<std::uint8_t>(b)))));
-    byte_ids[static_cast<std::size_t>(b)] = it->second;
-  }
-
-  const json& merges_json = f.get(model, "merges");
-  if (!merges_json.is_array()) f.fail("model.merges", "expected an array");
-  std::vector<tok::BpeModel::Merge> merges;
-  merges.reserve(merges_json.size());
-  auto vocab_id = [&](const std::string& token, const std::string& key) {
-    const auto it = by_string.find(token);
-    if (it == by_string.end()) f.fail(key, fmt::format("merge uses '{}', which is not in model.vocab", token));
-    return it->second;
-  };
-  for (std::size_t i = 0; i < merges_json.size(); ++i) {
-    // Hugging Face skips "#version" header lines of merges.txt; they take no rank.
-    if (merges_json[i].is_string() && merges_json[i].get<std::string>().starts_with("#version")) continue;
-    const std::string key = fmt::format("model.merges[{}]", i);
-    const auto [left, right] = parse_merge(f, merges_json[i], key);
-    merges.push_back({vocab_id(left, key), vocab_id(right, key), vocab_id(left + right, key)});
-  }
-
-  const json& added_json = f.get(root, "added_tokens");
-  if (!added_json.is_null() && !added_json.is_array()) f.fail("added_tokens", "expected an array");
-  std::vector<AddedToken> added;
-  std::int32_t added_max = 0;
-  for (std::size_t i = 0; i < (added_json.is_array() ? added_json.size() : 0); ++i) {
-    const json& a = added_json[i];
-    const std::string key = fmt::format("added_tokens[{}]", i);
-    if (!a.is_object()) f.fail(key, "expected an object");
-    AddedToken t;
-    t.content = f.string(f.get(a, "content"), key + ".content");
-    if (t.content.empty()) f.fail(key + ".content", "empty added token");
-    f.id(f.get(a, "id"), key + ".id");
-    // Ids as Hugging Face's AddedVocabulary assigns them (the file's "id" only draws a warning
-    // there): a token in the vocabulary keeps its id, a new one follows the largest id so far.
-    const auto known = by_string.find(t.content);
-    if (known != by_string.end()) {
-      t.id = known->second;
-    } else {
-      const std::int32_t entries = static_cast<std::int32_t>(vocab.size());
-      t.id = added.empty() || added_max < entries ? entries : added_max + 1;
-      set_bytes(t.id, t.content);
-    }
-    added_max = added.empty() ? t.id : std::max(added_max, t.id);
-    t.single_word = f.boolean(a, "single_word", key, false);
-    t.lstrip = f.boolean(a, "lstrip", key, false);
-    t.rstrip = f.boolean(a, "rstrip", key, false);
-    t.normalized = f.boolean(a, "normalized", key, true);
-    t.special = f.boolean(a, "special", key, false);
-    for (const AddedToken& other : added)
-      if (other.content == t.content) f.fail(key + ".content", fmt::format("'{}' is listed twice", t.content));
-    added.push_back(std::move(t));
-  }
-
+  Vocabulary vocab = parse_vocabulary(f, f.get(model, "vocab"));
+  const auto merges = parse_merges(f, f.get(model, "merges"), vocab);
+  auto added = parse_added_tokens(f, f.get(root, "added_tokens"), f.get(model, "vocab").size(), vocab);
+  const bool nfc = parse_normalizer(f, f.get(root, "normalizer"), "normalizer");
+  auto pretokenizer = parse_pretokenizer(f, f.get(root, "pre_tokenizer"));
+  const bool ignore_merges = f.boolean(model, "ignore_merges", "model", false);
   return std::make_unique<tok::HfTokenizer>(tok::HfTokenizerParts{
       fmt::format("tokenizer.json xxh64:{:016x}", XXH64(text.data(), text.size(), 0)),
-      parse_normalizer(f, f.get(root, "normalizer"), "normalizer"),
+      nfc,
       std::move(added),
-      parse_pretokenizer(f, f.get(root, "pre_tokenizer")),
-      tok::BpeModel(byte_ids, std::move(by_bytes), merges, f.boolean(model, "ignore_merges", "model", false)),
-      std::move(id_bytes),
+      std::move(pretokenizer),
+      tok::BpeModel(vocab.byte_ids, std::move(vocab.by_bytes), merges, ignore_merges),
+      std::move(vocab.id_bytes),
   });
 }
 

@@ -42,6 +42,16 @@ MatchState& match_state() {
   return state;
 }
 
+// "\x{a}-\x{b}..." for use inside a PCRE2 character class.
+std::string class_members(std::span<const CodePointRange> ranges) {
+  std::string out;
+  for (const CodePointRange& r : ranges) {
+    out += fmt::format("\\x{{{:x}}}", static_cast<std::uint32_t>(r.first));
+    if (r.last != r.first) out += fmt::format("-\\x{{{:x}}}", static_cast<std::uint32_t>(r.last));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string onig_to_pcre2(std::string_view pattern) {
@@ -51,9 +61,9 @@ std::string onig_to_pcre2(std::string_view pattern) {
       case 's':
         return std::string(whitespace_class_body());
       case 'L':
-        return fmt::format("\\p{{L}}{}", letters_since_unicode14());
+        return "\\p{L}" + class_members(letters_since_unicode14());
       case 'N':
-        return fmt::format("\\p{{N}}{}", numbers_since_unicode14());
+        return "\\p{N}" + class_members(numbers_since_unicode14());
       default:
         return {};
     }

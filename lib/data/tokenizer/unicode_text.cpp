@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -86,6 +87,27 @@ char32_t decode_utf8_before(std::string_view text, std::size_t end, std::size_t&
   return decode_utf8(text, start, len);
 }
 
+bool in_ranges(std::span<const CodePointRange> sorted, char32_t c) {
+  const auto it = std::upper_bound(sorted.begin(), sorted.end(), c,
+                                   [](char32_t value, const CodePointRange& r) { return value < r.first; });
+  return it != sorted.begin() && c <= std::prev(it)->last;
+}
+
+namespace {
+
+void append_utf8proc_nfc(std::string_view text, std::string& out) {
+  if (text.empty()) return;
+  std::uint8_t* normalized = nullptr;
+  const utf8proc_ssize_t len =
+      utf8proc_map(reinterpret_cast<const std::uint8_t*>(text.data()), static_cast<utf8proc_ssize_t>(text.size()),
+                   &normalized, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  const std::unique_ptr<std::uint8_t, decltype(&std::free)> owner(normalized, &std::free);
+  if (len < 0) throw Error(fmt::format("NFC normalization failed: {}", utf8proc_errmsg(len)));
+  out.append(reinterpret_cast<const char*>(normalized), static_cast<std::size_t>(len));
+}
+
+}  // namespace
+
 void append_nfc(std::string_view text, std::string& out) {
   std::size_t i = 0;
   const std::size_t n = text.size();
@@ -99,16 +121,19 @@ void append_nfc(std::string_view text, std::string& out) {
     // The ASCII character before the run may compose with a combining mark that opens it.
     const std::size_t start = j > i ? j - 1 : j;
     out.append(text.substr(i, start - i));
-    std::size_t end = j;
-    while (end < n && byte_at(text, end) >= 0x80) ++end;
-    std::uint8_t* normalized = nullptr;
-    const utf8proc_ssize_t len =
-        utf8proc_map(reinterpret_cast<const std::uint8_t*>(text.data() + start),
-                     static_cast<utf8proc_ssize_t>(end - start), &normalized,
-                     static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-    const std::unique_ptr<std::uint8_t, decltype(&std::free)> owner(normalized, &std::free);
-    if (len < 0) throw Error(fmt::format("NFC normalization failed: {}", utf8proc_errmsg(len)));
-    out.append(reinterpret_cast<const char*>(normalized), static_cast<std::size_t>(len));
+    // An inert character is a starter that nothing reorders across or composes with, so the
+    // run is normalized in pieces around it and it is copied as it is.
+    std::size_t piece = start, end = j;
+    while (end < n && byte_at(text, end) >= 0x80) {
+      std::size_t len = 0;
+      if (in_ranges(nfc_inert_ranges(), decode_utf8(text, end, len))) {
+        append_utf8proc_nfc(text.substr(piece, end - piece), out);
+        out.append(text.substr(end, len));
+        piece = end + len;
+      }
+      end += len;
+    }
+    append_utf8proc_nfc(text.substr(piece, end - piece), out);
     i = end;
   }
 }
@@ -129,6 +154,7 @@ bool is_word_char(char32_t c) {
   if ((c >= 0x24B6 && c <= 0x24E9) || (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
       (c >= 0x1F170 && c <= 0x1F189))
     return true;  // Other_Alphabetic symbols
+  if (in_ranges(word_chars_since_unicode14(), c)) return true;
   switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
     case UTF8PROC_CATEGORY_LU:
     case UTF8PROC_CATEGORY_LL:
