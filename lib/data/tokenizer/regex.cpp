@@ -20,12 +20,13 @@ std::string pcre2_message(int code) {
 }
 
 // Match data and a JIT stack per thread: encode() runs on many threads over one tokenizer.
-// 1 MiB of JIT stack covers backtracking over very long whitespace or letter runs (the
-// default 32 KiB fails on runs of a few thousand characters with `\s+(?!\S)`).
+// The GPT-2, Llama 3 and Qwen patterns repeat single characters and need almost no stack, but
+// a pattern repeating a group (`(?:\s|x)+`) takes stack per repetition: PCRE2's default 32 KiB
+// fails at ~10,000 characters; 64 MiB (reserved, used only as needed) handles a million.
 struct MatchState {
   pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
   pcre2_match_context* context = pcre2_match_context_create(nullptr);
-  pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, nullptr);
+  pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, nullptr);
 
   MatchState() { pcre2_jit_stack_assign(context, nullptr, stack); }
   ~MatchState() {
@@ -134,7 +135,8 @@ void Regex::split(std::string_view text, Span piece, SpanVisitor visit) const {
                         : pcre2_match(code_, subject, len, pos, PCRE2_NO_UTF_CHECK, state.data, state.context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     // rc == 0 means the ovector had no room for capture groups; the whole match is still there.
-    if (rc < 0) throw Error(fmt::format("pre-tokenizer regex failed: {}", pcre2_message(rc)));
+    if (rc < 0)
+      throw Error(fmt::format("pre-tokenizer regex failed on a {}-byte stretch of text: {}", len, pcre2_message(rc)));
     const std::size_t start = ovector[0], end = ovector[1];
     if (start > last) visit({piece.begin + last, piece.begin + start});
     if (end > start) visit({piece.begin + start, piece.begin + end});

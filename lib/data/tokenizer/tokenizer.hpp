@@ -19,7 +19,8 @@ class Tokenizer {
 
   // Appends the ids of `text` to `out`. Added/special tokens written literally in the text
   // (e.g. "<|im_start|>") are recognised, as Hugging Face does; no BOS/EOS is added.
-  // Throws InputError on invalid UTF-8.
+  // Throws InputError on invalid UTF-8 (the message gives the byte offset). Safe to call from
+  // many threads at once on one tokenizer (caches are per thread).
   virtual void encode(std::string_view text, std::vector<std::int32_t>& out) const = 0;
   // Bytes of the ids (special tokens as their text); invalid UTF-8 sequences come back as the
   // bytes they were. Throws InputError for an id outside the vocabulary.
