@@ -10,12 +10,7 @@ cd "$(dirname "$0")/.."
 out="${1:-build/bench-pack}"
 mkdir -p "$out"
 
-need=()
-for p in fortunes python3.11-doc; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+scripts/setup.sh fortunes python3.11-doc
 cmake --preset release >/dev/null
 cmake --build --preset release --target pack-data >/dev/null
 bin=build/release/bin/pack-data

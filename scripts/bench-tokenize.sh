@@ -9,22 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats="${1:-5}"
 
-missing=()
-for p in python3.11-doc fortunes; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "bench-tokenize: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-    SUDO="sudo"
-  fi
-  echo "bench-tokenize: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
+scripts/setup.sh python3.11-doc fortunes
 cmake --preset release >/dev/null
 cmake --build --preset release --target tokenize-speed tokenize-ids >/dev/null
 bin=build/release/bin

@@ -3,6 +3,8 @@
 # Idempotent: packages already present are skipped, so CI and quickstart can call it freely.
 # The CUDA toolkit and NCCL are not installed here: they come with the machine image
 # (nvcc on the PATH); the build compiles CUDA code only when nvcc is found.
+# Extra package names given as arguments are installed too (benchmark corpora, for instance).
+# Usage: scripts/setup.sh [PACKAGE ...]
 set -euo pipefail
 
 packages=(
@@ -21,6 +23,7 @@ packages=(
   libutf8proc-dev       # NFC normalization for tokenizers that ask for it (Qwen)
   zlib1g-dev            # reading .gz datasets
 )
+packages+=("$@")
 
 missing=()
 for p in "${packages[@]}"; do
