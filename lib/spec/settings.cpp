@@ -29,4 +29,13 @@ const char* device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
 const char* selective_name(SelectiveScope s) { return s == SelectiveScope::core ? "core" : "pointwise"; }
 const char* grad_dtype_name(GradDtype g) { return g == GradDtype::bf16 ? "bf16" : "fp32"; }
 
+const char* overflow_name(OverflowPolicy o) {
+  switch (o) {
+    case OverflowPolicy::split: return "split";
+    case OverflowPolicy::truncate: return "truncate";
+    case OverflowPolicy::drop: return "drop";
+  }
+  return "?";
+}
+
 }  // namespace llmlab

@@ -109,5 +109,6 @@ const char* attention_name(AttentionImpl a);
 const char* device_name(Device d);
 const char* selective_name(SelectiveScope s);
 const char* grad_dtype_name(GradDtype g);
+const char* overflow_name(OverflowPolicy o);
 
 }  // namespace llmlab

@@ -146,7 +146,7 @@ class Packer {
 
   void write(const PackedRow& row) {
     if (!writer_) {
-      const std::string name = fmt::format("shard-{:05d}.bin", stats_.shards.size() + pending_);
+      const std::string name = fmt::format("shard-{:05d}.bin", stats_.shards.size());
       writer_ = std::make_unique<ShardWriter>(dir_ + "/" + name, static_cast<std::uint32_t>(s_.packing_length),
                                               static_cast<std::uint64_t>(tokenizer_.vocab_size()), tokenizer_.identity());
       writer_name_ = name;
@@ -174,7 +174,6 @@ class Packer {
   std::unique_ptr<ShardWriter> writer_;
   std::string writer_name_;
   std::uint64_t rows_in_shard_ = 0;
-  std::size_t pending_ = 0;
 };
 
 }  // namespace
@@ -239,8 +238,7 @@ nlohmann::ordered_json pack_manifest(const DataSettings& s, const Tokenizer& tok
   j["version"] = 1;
   j["settings"] = {{"packing_length", s.packing_length},
                    {"strategy", pack_strategy_name(s.strategy)},
-                   {"overflow", s.overflow == OverflowPolicy::split ? "split"
-                                : s.overflow == OverflowPolicy::truncate ? "truncate" : "drop"},
+                   {"overflow", overflow_name(s.overflow)},
                    {"pack_window", s.pack_window},
                    {"seed", s.seed},
                    {"add_bos", s.add_bos},
