@@ -22,6 +22,7 @@ packages=(
   libxxhash-dev         # shard checksums
   libutf8proc-dev       # NFC normalization for tokenizers that ask for it (Qwen)
   zlib1g-dev            # reading .gz datasets
+  python3               # CLI tests read --json output; benchmark scripts
 )
 packages+=("$@")
 

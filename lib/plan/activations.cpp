@@ -64,6 +64,7 @@ class Builder {
     p_.backward_flops += backward;
   }
   void scratch(std::int64_t bytes) { p_.backward_scratch = std::max(p_.backward_scratch, bytes); }
+  void output(std::int64_t bytes) { p_.output_bytes = bytes; }
   void set_prefix(std::string prefix) { prefix_ = std::move(prefix); }
 
  private:
@@ -227,6 +228,7 @@ void transformer_block(Builder& b, const ModelSpec& m, const RunSettings& run, s
   const std::int64_t mlp_scratch = mlp(b, m, layer, T);
   if (m.dropout > 0) b.slot("mlp.resid_dropout_mask", {T, h}, 1, SlotClass::saved);
   b.scratch(mlp_scratch + T * h * e);
+  b.output(T * h * e);
 }
 
 MicroBatch micro_batch(const RunSettings& run) { return {run.train.micro_batch_size, run.data.packing_length}; }
@@ -328,6 +330,7 @@ BlockProfile output_head(const ModelSpec& m, const RunSettings& run) {
   const MicroBatch mb = micro_batch(run);
   const std::int64_t T = mb.tokens(), h = m.hidden_size, V = m.vocab_size;
   const bool ln = m.arch == Arch::gpt2;
+  b.act("input", T, h, SlotClass::saved);  // the final hidden state: the norm's backward reads it
   b.slot(ln ? "ln_f.mean_rstd" : "norm.rstd", {T, ln ? 2 : 1}, 4, SlotClass::saved);
   b.act(ln ? "ln_f.out" : "norm.out", T, h, SlotClass::saved);  // lm_head's weight gradient needs it
   b.pointwise(static_cast<double>(T * h), kNormFlops);

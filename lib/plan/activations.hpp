@@ -35,6 +35,9 @@ struct BlockProfile {
   double forward_flops = 0;
   double backward_flops = 0;
   std::int64_t backward_scratch = 0;  // gradient temporaries live at the block's backward peak
+  // The block's output, written during its forward into a new buffer that becomes the next
+  // block's input (the residual stream is not updated in place: the input is a saved slot).
+  std::int64_t output_bytes = 0;
 
   std::int64_t bytes_of(SlotClass cls) const;
   std::int64_t total_bytes() const;

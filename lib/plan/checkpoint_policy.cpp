@@ -216,7 +216,7 @@ StepPeak simulate_step(const Plan& plan) {
     part("activations kept for backward", Category::activations, kept);
     part("activations of " + layer + (phase.rfind("forward", 0) == 0 ? " being computed" : " recomputed"),
          Category::activations, rebuilt);
-    part("output head (final norm)", Category::activations, head);
+    part("output head (final hidden state, norm)", Category::activations, head);
     part("logits and loss (fp32)", Category::loss, loss);
     part("residual-stream gradients (2 x [T, h])", Category::temporaries, resid);
     part("backward temporaries of " + layer, Category::temporaries, scratch);
@@ -226,7 +226,9 @@ StepPeak simulate_step(const Plan& plan) {
   std::int64_t kept_act = 0, kept_loss = 0;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const BlockProfile& p = plan.profiles[layers[i].profile];
-    consider(kept_act, p.total_bytes(), 0, kept_loss, 0, false, "forward of " + layers[i].name, layers[i].name);
+    // All its slots and its output, which becomes the next block's input.
+    consider(kept_act, p.total_bytes() + p.output_bytes, 0, kept_loss, 0, false, "forward of " + layers[i].name,
+             layers[i].name);
     kept_act += layers[i].kept_bytes - layers[i].kept_loss_bytes;
     kept_loss += layers[i].kept_loss_bytes;
   }

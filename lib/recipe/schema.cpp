@@ -336,6 +336,39 @@ std::vector<Field> build_schema() {
                                     {{"flash", AttentionImpl::flash}, {"naive", AttentionImpl::naive}},
                                     "flash keeps only the logsumexp; naive materialises the s x s probabilities"));
   s.push_back(boolean("train.causal", AT(train.causal), "causal attention mask"));
+  s.push_back(integer("train.steps", AT(train.steps), 1, kMaxInt, "optimizer steps of the run"));
+  s.push_back(integer("train.seed", AT(train.seed), 0, kMaxInt, "seeds initialisation and data order"));
+  s.push_back(integer("train.threads", AT(train.threads), 0, 4096, "CPU threads; 0 = all cores"));
+  s.push_back(choice<NonFinitePolicy>("train.on_nonfinite", AT(train.on_nonfinite),
+                                      {{"stop", NonFinitePolicy::stop}, {"skip", NonFinitePolicy::skip}},
+                                      "a NaN/inf loss or gradient: stop the run, or skip that step's update"));
+  s.push_back(integer("train.exit_interval", AT(train.exit_interval), 0, kMaxInt,
+                      "save a checkpoint and exit after a step divisible by this (Megatron's --exit-interval); 0 = off"));
+
+  s.push_back(path_list("data.shards", AT(data.shards), "train: pack-data output directories or shard files"));
+  s.push_back(path_list("eval.shards", AT(eval.shards), "held-out pack-data output or shards; empty = no eval"));
+  s.push_back(integer("eval.every", AT(eval.every), 0, kMaxInt, "steps between evaluations; 0 = at the end only"));
+  s.push_back(integer("eval.batches", AT(eval.batches), 1, kMaxInt, "micro-batches per evaluation"));
+
+  s.push_back(number("optim.lr", AT(optim.lr), 0, inf, false, "peak learning rate (AdamW)"));
+  s.push_back(number("optim.min_lr_ratio", AT(optim.min_lr_ratio), 0, 1, false, "final lr as a fraction of optim.lr"));
+  s.push_back(choice<LrSchedule>("optim.schedule", AT(optim.schedule),
+                                 {{"cosine", LrSchedule::cosine}, {"linear", LrSchedule::linear},
+                                  {"constant", LrSchedule::constant}},
+                                 "decay after warmup"));
+  s.push_back(integer("optim.warmup_steps", AT(optim.warmup_steps), 0, kMaxInt, "linear warmup steps"));
+  s.push_back(number("optim.weight_decay", AT(optim.weight_decay), 0, inf, false,
+                     "decoupled weight decay on matrices (not norms, biases, embeddings)"));
+  s.push_back(number("optim.beta1", AT(optim.beta1), 0, 1, true, "AdamW first-moment decay"));
+  s.push_back(number("optim.beta2", AT(optim.beta2), 0, 1, true, "AdamW second-moment decay"));
+  s.push_back(number("optim.eps", AT(optim.eps), 0, inf, false, "AdamW epsilon"));
+  s.push_back(number("optim.grad_clip", AT(optim.grad_clip), 0, inf, false, "clip the global gradient norm; 0 = off"));
+
+  s.push_back(path("output.dir", AT(output.dir), {}, "run directory: metrics.jsonl and checkpoints/"));
+  s.push_back(integer("output.save_every", AT(output.save_every), 0, kMaxInt,
+                      "steps between checkpoints; 0 = only at the end"));
+  s.push_back(integer("output.keep_last", AT(output.keep_last), 0, kMaxInt, "checkpoints kept; 0 = all"));
+  s.push_back(integer("output.log_every", AT(output.log_every), 1, kMaxInt, "steps between progress lines"));
 
   s.push_back(choice<CheckpointPolicy>(
       "checkpointing.policy", AT(checkpointing.policy),

@@ -29,6 +29,15 @@ const char* device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
 const char* selective_name(SelectiveScope s) { return s == SelectiveScope::core ? "core" : "pointwise"; }
 const char* grad_dtype_name(GradDtype g) { return g == GradDtype::bf16 ? "bf16" : "fp32"; }
 
+const char* schedule_name(LrSchedule s) {
+  switch (s) {
+    case LrSchedule::cosine: return "cosine";
+    case LrSchedule::linear: return "linear";
+    case LrSchedule::constant: return "constant";
+  }
+  return "?";
+}
+
 const char* overflow_name(OverflowPolicy o) {
   switch (o) {
     case OverflowPolicy::split: return "split";

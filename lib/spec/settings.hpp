@@ -22,6 +22,8 @@ enum class InputFormat { auto_detect, jsonl, text };
 enum class PackStrategy { greedy, bfd, spfhp };  // see data/pack/packer.hpp
 enum class OverflowPolicy { truncate, split, drop };
 enum class ChatTemplateKind { chatml, llama3, custom };
+enum class LrSchedule { cosine, linear, constant };
+enum class NonFinitePolicy { stop, skip };  // what a NaN/inf loss or gradient does
 
 struct DataSettings {
   std::int64_t packing_length = 2048;  // tokens per packed row (= sequence length)
@@ -50,6 +52,9 @@ struct DataSettings {
   std::string output = "packed";       // output directory
   bool skip_bad = false;               // count and skip bad records instead of stopping
   std::int64_t threads = 0;            // tokenizer threads; 0 = all cores
+
+  // train: where packed rows come from (pack-data output directories or shard files).
+  std::vector<std::string> shards;
 };
 
 struct TrainSettings {
@@ -59,6 +64,38 @@ struct TrainSettings {
   GradDtype grad_dtype = GradDtype::bf16;  // fp32 gradients: Megatron/DeepSpeed's 18 B/param
   AttentionImpl attention = AttentionImpl::flash;
   bool causal = true;
+  std::int64_t steps = 100;           // optimizer steps of the run
+  std::uint64_t seed = 0;             // initialisation and data order
+  std::int64_t threads = 0;           // CPU threads; 0 = all cores
+  NonFinitePolicy on_nonfinite = NonFinitePolicy::stop;
+  std::int64_t exit_interval = 0;     // save and exit after steps divisible by this (job time limits)
+};
+
+// AdamW with decoupled weight decay and a warmup + decay learning-rate schedule.
+struct OptimSettings {
+  double lr = 3e-4;                  // peak learning rate
+  double min_lr_ratio = 0.1;         // final lr as a fraction of lr (cosine, linear)
+  LrSchedule schedule = LrSchedule::cosine;
+  std::int64_t warmup_steps = 0;     // linear warmup from 0
+  double weight_decay = 0.1;         // on matrices only: not norms, biases or embeddings
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;            // clip the global gradient norm; 0 = off
+};
+
+struct EvalSettings {
+  std::vector<std::string> shards;   // held-out rows; empty = no evaluation
+  std::int64_t every = 0;            // steps between evaluations (0 = only at the end)
+  std::int64_t batches = 4;          // micro-batches per evaluation
+};
+
+// Where a run writes its metrics and checkpoints.
+struct OutputSettings {
+  std::string dir = "runs/default";  // metrics.jsonl and checkpoints/
+  std::int64_t save_every = 0;       // steps between checkpoints; 0 = only at the end
+  std::int64_t keep_last = 2;        // checkpoints kept; 0 = all
+  std::int64_t log_every = 1;        // steps between progress lines and metrics records
 };
 
 struct CheckpointSettings {
@@ -98,6 +135,9 @@ struct RunSettings {
   ZeroSettings zero;
   DistSettings dist;
   HardwareSettings hardware;
+  OptimSettings optim;
+  EvalSettings eval;
+  OutputSettings output;
 
   // Bytes of one activation element: 2 under 16-bit mixed precision, 4 in fp32.
   std::int64_t activation_bytes() const { return train.precision == Precision::fp32 ? 4 : 2; }
@@ -110,5 +150,6 @@ const char* device_name(Device d);
 const char* selective_name(SelectiveScope s);
 const char* grad_dtype_name(GradDtype g);
 const char* overflow_name(OverflowPolicy o);
+const char* schedule_name(LrSchedule s);
 
 }  // namespace llmlab

@@ -1,0 +1,229 @@
+#include "model/model.hpp"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+#include "core/error.hpp"
+
+namespace llmlab {
+
+struct Model::Inputs {
+  Tracked<std::int32_t> ids, targets, positions, cu_seqlens;
+  Tracked<std::uint8_t> mask;
+};
+
+namespace {
+
+int find_slot(const BlockProfile& p, const std::string& name) {
+  for (std::size_t i = 0; i < p.slots.size(); ++i)
+    if (p.slots[i].name == name) return static_cast<int>(i);
+  throw Error(fmt::format("internal: the plan's output head has no slot '{}'", name));
+}
+
+Category slot_category(const Slot& s) { return s.loss ? Category::loss : Category::activations; }
+
+bool ends_segment(const Plan& plan, std::size_t i) {
+  return i + 1 == plan.layers.size() || plan.layers[i + 1].segment != plan.layers[i].segment;
+}
+
+// Embedding, final norm and output projection weights.
+struct HeadParams {
+  ParamSlice wte, wpe, norm_w, norm_b, lm_head;
+};
+
+HeadParams head_params(const Weights& w, const ModelSpec& m) {
+  HeadParams h;
+  if (m.arch == Arch::gpt2) {
+    h.wte = w.get("transformer.wte.weight");
+    h.wpe = w.get("transformer.wpe.weight");
+    h.norm_w = w.get("transformer.ln_f.weight");
+    h.norm_b = w.get("transformer.ln_f.bias");
+  } else {
+    h.wte = w.get("model.embed_tokens.weight");
+    h.norm_w = w.get("model.norm.weight");
+  }
+  h.lm_head = m.tie_embeddings ? h.wte : w.get("lm_head.weight");
+  return h;
+}
+
+}  // namespace
+
+Model::Model(const Plan& plan, Backend& backend, TrackedMemory& mem)
+    : plan_(plan), be_(backend), mem_(mem), weights_(plan.model, mem) {
+  const ModelSpec& m = plan_.model;
+  for (const auto& profile : plan_.profiles) slot_maps_.push_back(BlockSlots::of(profile, m, plan_.run.train.attention));
+  for (std::size_t i = 0; i < plan_.layers.size(); ++i) {
+    params_.push_back(block_params(weights_, m, static_cast<std::int64_t>(i)));
+    slots_.emplace_back(plan_.profiles[plan_.layers[i].profile].slots.size(), nullptr);
+  }
+  const bool gpt2 = m.arch == Arch::gpt2;
+  head_.assign(plan_.head.slots.size(), nullptr);
+  head_input_ = find_slot(plan_.head, "input");
+  head_stats_ = find_slot(plan_.head, gpt2 ? "ln_f.mean_rstd" : "norm.rstd");
+  head_out_ = find_slot(plan_.head, gpt2 ? "ln_f.out" : "norm.out");
+  head_logits_ = find_slot(plan_.head, "logits");
+  head_lse_ = find_slot(plan_.head, "loss.lse");
+  head_losses_ = find_slot(plan_.head, "loss.per_token");
+}
+
+BlockContext Model::context(const BatchView& view, std::size_t layer) const {
+  return BlockContext{be_, plan_.model, plan_.run, slot_maps_[plan_.layers[layer].profile], view};
+}
+
+void Model::allocate_slots(std::size_t layer) {
+  const BlockProfile& p = plan_.profiles[plan_.layers[layer].profile];
+  for (std::size_t s = 0; s < p.slots.size(); ++s)
+    if (!slots_[layer][s]) slots_[layer][s] = static_cast<float*>(mem_.allocate(p.slots[s].bytes, slot_category(p.slots[s])));
+}
+
+void Model::free_slots(std::size_t layer, bool only_dropped) {
+  const LayerPlan& l = plan_.layers[layer];
+  const BlockProfile& p = plan_.profiles[l.profile];
+  for (std::size_t s = 0; s < p.slots.size(); ++s) {
+    if (!slots_[layer][s]) continue;
+    if (only_dropped && keeps_slot(l.mode, p.slots[s], l.segment == layer)) continue;
+    mem_.release(slots_[layer][s]);
+    slots_[layer][s] = nullptr;
+  }
+}
+
+void Model::upload(const Batch& b, Inputs& in, BatchView& v) {
+  const RunSettings& r = plan_.run;
+  v.rows = r.train.micro_batch_size;
+  v.seq_len = r.data.packing_length;
+  v.capacity = v.rows * v.seq_len;
+  v.tokens = static_cast<std::int64_t>(b.tokens.size());
+  v.docs = static_cast<std::int64_t>(b.cu_seqlens.size()) - 1;
+  v.max_seqlen = b.max_seqlen;
+  if (b.rows != v.rows || v.tokens > v.capacity || v.tokens == 0)
+    throw Error(fmt::format("internal: a batch of {} rows and {} tokens does not fit the plan's {} x {}", b.rows,
+                            v.tokens, v.rows, v.seq_len));
+  // Sized as the plan's input buffers: capacity tokens, capacity + 1 document boundaries.
+  in.ids = Tracked<std::int32_t>(mem_, v.capacity, Category::activations);
+  in.targets = Tracked<std::int32_t>(mem_, v.capacity, Category::activations);
+  in.positions = Tracked<std::int32_t>(mem_, v.capacity, Category::activations);
+  in.mask = Tracked<std::uint8_t>(mem_, v.capacity, Category::activations);
+  in.cu_seqlens = Tracked<std::int32_t>(mem_, v.capacity + 1, Category::activations);
+  const auto n = static_cast<std::size_t>(v.tokens);
+  be_.copy_from_host(in.ids.get(), b.tokens.data(), n * 4);
+  be_.copy_from_host(in.targets.get(), b.targets.data(), n * 4);
+  be_.copy_from_host(in.positions.get(), b.position_ids.data(), n * 4);
+  be_.copy_from_host(in.mask.get(), b.loss_mask.data(), n);
+  be_.copy_from_host(in.cu_seqlens.get(), b.cu_seqlens.data(), b.cu_seqlens.size() * 4);
+  v.ids = in.ids.get();
+  v.targets = in.targets.get();
+  v.positions = in.positions.get();
+  v.loss_mask = in.mask.get();
+  v.cu_seqlens = in.cu_seqlens.get();
+  v.cu_seqlens_host = b.cu_seqlens.data();
+}
+
+double Model::forward(const BatchView& v, bool keep_for_backward, float grad_scale) {
+  const ModelSpec& m = plan_.model;
+  const std::int64_t T = v.tokens, C = m.hidden_size, V = m.vocab_size;
+  const std::size_t L = plan_.layers.size();
+  const HeadParams hp = head_params(weights_, m);
+  auto input_of = [&](std::size_t layer) -> float*& {
+    return layer < L ? slots_[layer][static_cast<std::size_t>(slot_maps_[plan_.layers[layer].profile].input)]
+                     : head_[static_cast<std::size_t>(head_input_)];
+  };
+  auto bytes_of_input = [&](std::size_t layer) {
+    return layer < L ? plan_.profiles[plan_.layers[layer].profile]
+                           .slots[static_cast<std::size_t>(slot_maps_[plan_.layers[layer].profile].input)]
+                           .bytes
+                     : plan_.head.slots[static_cast<std::size_t>(head_input_)].bytes;
+  };
+  input_of(0) = static_cast<float*>(mem_.allocate(bytes_of_input(0), Category::activations));
+  be_.embedding_forward(v.ids, v.positions, hp.wte.w, hp.wpe.w, input_of(0), T, C);
+  for (std::size_t i = 0; i < L; ++i) {
+    allocate_slots(i);
+    float*& out = input_of(i + 1);
+    out = static_cast<float*>(mem_.allocate(bytes_of_input(i + 1), Category::activations));
+    block_forward(context(v, i), params_[i], slots_[i], out);
+    free_slots(i, keep_for_backward);
+  }
+
+  for (std::size_t s = 0; s < head_.size(); ++s)
+    if (!head_[s]) head_[s] = static_cast<float*>(mem_.allocate(plan_.head.slots[s].bytes, slot_category(plan_.head.slots[s])));
+  auto h = [&](int index) { return head_[static_cast<std::size_t>(index)]; };
+  if (m.arch == Arch::gpt2) be_.layernorm_forward(h(head_input_), hp.norm_w.w, hp.norm_b.w, h(head_out_), h(head_stats_), T, C, static_cast<float>(m.norm_eps));
+  else be_.rmsnorm_forward(h(head_input_), hp.norm_w.w, h(head_out_), h(head_stats_), T, C, static_cast<float>(m.norm_eps));
+  be_.gemm(false, true, T, V, C, 1.0f, h(head_out_), C, hp.lm_head.w, C, 0.0f, h(head_logits_), V);
+  // Fused cross-entropy: the logits are overwritten by their gradient, never copied.
+  const double loss = be_.cross_entropy(h(head_logits_), v.targets, v.loss_mask, h(head_losses_), h(head_lse_), T, V,
+                                        keep_for_backward ? grad_scale : 0.0f);
+  if (!keep_for_backward) {
+    for (auto& p : head_)
+      if (p) mem_.release(p), p = nullptr;
+  }
+  return loss;
+}
+
+void Model::backward(const BatchView& v) {
+  const ModelSpec& m = plan_.model;
+  const std::int64_t T = v.tokens, C = m.hidden_size, V = m.vocab_size;
+  const HeadParams hp = head_params(weights_, m);
+  // Residual-stream gradients: d(output) of the layer in backward and d(input) it produces.
+  Tracked<float> da(mem_, v.capacity * C, Category::temporaries), db(mem_, v.capacity * C, Category::temporaries);
+  {
+    auto h = [&](int index) { return head_[static_cast<std::size_t>(index)]; };
+    Tracked<float> dnorm(mem_, v.capacity * C, Category::temporaries);
+    be_.gemm(false, false, T, C, V, 1.0f, h(head_logits_), V, hp.lm_head.w, C, 0.0f, dnorm.get(), C);
+    be_.gemm(true, false, V, C, T, 1.0f, h(head_logits_), V, h(head_out_), C, 1.0f, hp.lm_head.g, C);
+    be_.zero(da.get(), T * C);
+    if (m.arch == Arch::gpt2)
+      be_.layernorm_backward(dnorm.get(), h(head_input_), hp.norm_w.w, h(head_stats_), da.get(), hp.norm_w.g, hp.norm_b.g, T, C);
+    else
+      be_.rmsnorm_backward(dnorm.get(), h(head_input_), hp.norm_w.w, h(head_stats_), da.get(), hp.norm_w.g, T, C);
+  }
+  for (auto& p : head_)
+    if (p) mem_.release(p), p = nullptr;
+
+  float* dout = da.get();
+  float* dinp = db.get();
+  for (std::size_t i = plan_.layers.size(); i-- > 0;) {
+    const LayerPlan& l = plan_.layers[i];
+    if (l.mode == LayerMode::recompute) {
+      if (ends_segment(plan_, i)) {
+        // Run the whole segment's forward again from its kept input.
+        for (std::size_t j = l.segment; j <= i; ++j) {
+          allocate_slots(j);
+          float* out = nullptr;
+          if (j < i) {
+            const BlockProfile& next = plan_.profiles[plan_.layers[j + 1].profile];
+            const auto in = static_cast<std::size_t>(slot_maps_[plan_.layers[j + 1].profile].input);
+            slots_[j + 1][in] = static_cast<float*>(mem_.allocate(next.slots[in].bytes, Category::activations));
+            out = slots_[j + 1][in];
+          }
+          block_forward(context(v, j), params_[j], slots_[j], out);
+        }
+      }
+    } else if (l.mode != LayerMode::keep) {
+      allocate_slots(i);
+      block_rebuild(context(v, i), params_[i], slots_[i], l.mode);
+    }
+    block_backward(context(v, i), params_[i], slots_[i], dout, dinp, mem_);
+    free_slots(i, false);
+    std::swap(dout, dinp);
+  }
+  be_.embedding_backward(dout, v.ids, v.positions, hp.wte.g, hp.wpe.g, T, C);
+}
+
+double Model::forward_backward(const Batch& batch, float grad_scale) {
+  Inputs in;
+  BatchView view;
+  upload(batch, in, view);
+  const double loss = forward(view, true, grad_scale);
+  backward(view);
+  return loss;
+}
+
+double Model::forward_loss(const Batch& batch) {
+  Inputs in;
+  BatchView view;
+  upload(batch, in, view);
+  return forward(view, false, 0.0f);
+}
+
+}  // namespace llmlab

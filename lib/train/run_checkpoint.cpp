@@ -1,0 +1,129 @@
+#include "train/run_checkpoint.hpp"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/atomic_file.hpp"
+#include "core/error.hpp"
+#include "model/checkpoint_store.hpp"
+#include "model/safetensors.hpp"
+
+namespace llmlab {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Host copies of device tensors: the CPU backend's memory is host memory already, but a
+// device backend needs a staging copy; one flat copy keeps both paths the same.
+std::vector<float> to_host(Backend& be, const float* src, std::int64_t n) {
+  std::vector<float> host(static_cast<std::size_t>(n));
+  be.copy_to_host(host.data(), src, host.size() * sizeof(float));
+  return host;
+}
+
+void write_tensors(const std::string& path, const Weights& w, const std::vector<float>& flat, const std::string& prefix,
+                   const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorToWrite> tensors;
+  for (std::size_t i = 0; i < w.table().size(); ++i) {
+    const ParamTensor& t = w.table()[i];
+    tensors.push_back({prefix + t.name, "F32", t.shape, flat.data() + w.offset(i)});
+  }
+  write_safetensors(path, tensors, metadata);
+}
+
+void read_tensors(const SafetensorsFile& f, Weights& w, std::vector<float>& flat, const std::string& prefix) {
+  for (std::size_t i = 0; i < w.table().size(); ++i) {
+    const ParamTensor& t = w.table()[i];
+    f.read_f32(prefix + t.name, flat.data() + w.offset(i), t.numel());
+  }
+}
+
+}  // namespace
+
+void save_checkpoint_files(const std::string& dir, const Weights& w, const AdamW& opt, Backend& be,
+                           const RunState& state, const nlohmann::ordered_json& model_config) {
+  const std::int64_t n = w.numel();
+  write_tensors((fs::path(dir) / "model.safetensors").string(), w, to_host(be, w.params(), n), "",
+                {{"format", "pt"}, {"llmlab.config", model_config.dump()}});
+  {
+    // Moments under the parameters' names: the file stays readable by any safetensors tool.
+    const auto m = to_host(be, opt.m(), n), v = to_host(be, opt.v(), n);
+    std::vector<TensorToWrite> tensors;
+    for (std::size_t i = 0; i < w.table().size(); ++i) {
+      const ParamTensor& t = w.table()[i];
+      tensors.push_back({"exp_avg." + t.name, "F32", t.shape, m.data() + w.offset(i)});
+      tensors.push_back({"exp_avg_sq." + t.name, "F32", t.shape, v.data() + w.offset(i)});
+    }
+    write_safetensors((fs::path(dir) / "optimizer.safetensors").string(), tensors, {{"format", "llmlab-adamw"}});
+  }
+  nlohmann::ordered_json j;
+  j["format"] = "llmlab-checkpoint-1";
+  j["step"] = state.step;
+  j["data_cursor"] = {{"epoch", state.cursor.epoch}, {"position", state.cursor.position}};
+  j["tokens_seen"] = state.tokens_seen;
+  j["recipe_hash"] = state.recipe_hash;
+  j["model"] = model_config;
+  write_file_atomic((fs::path(dir) / "state.json").string(), j.dump(2) + "\n");
+}
+
+RunState load_checkpoint_files(const std::string& dir, Weights& w, AdamW& opt, Backend& be) {
+  const std::string state_path = (fs::path(dir) / "state.json").string();
+  std::ifstream in(state_path);
+  if (!in) throw InputError(SourceLoc{state_path, 0, 0}, "", "cannot read the checkpoint state");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(SourceLoc{state_path, 0, 0}, "", fmt::format("not valid JSON ({})", e.what()));
+  }
+  RunState s;
+  try {
+    if (j.at("format") != "llmlab-checkpoint-1") throw InputError(SourceLoc{state_path, 0, 0}, "format", "not an llmlab checkpoint");
+    s.step = j.at("step").get<std::int64_t>();
+    s.cursor.epoch = j.at("data_cursor").at("epoch").get<std::uint64_t>();
+    s.cursor.position = j.at("data_cursor").at("position").get<std::uint64_t>();
+    s.tokens_seen = j.at("tokens_seen").get<std::uint64_t>();
+    s.recipe_hash = j.at("recipe_hash").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(SourceLoc{state_path, 0, 0}, "", fmt::format("missing or malformed field ({})", e.what()));
+  }
+  const std::int64_t n = w.numel();
+  std::vector<float> flat(static_cast<std::size_t>(n));
+  read_tensors(SafetensorsFile((fs::path(dir) / "model.safetensors").string()), w, flat, "");
+  be.copy_from_host(w.params(), flat.data(), flat.size() * sizeof(float));
+  const SafetensorsFile optimizer((fs::path(dir) / "optimizer.safetensors").string());
+  read_tensors(optimizer, w, flat, "exp_avg.");
+  be.copy_from_host(opt.m(), flat.data(), flat.size() * sizeof(float));
+  read_tensors(optimizer, w, flat, "exp_avg_sq.");
+  be.copy_from_host(opt.v(), flat.data(), flat.size() * sizeof(float));
+  return s;
+}
+
+std::vector<std::string> load_weights(const std::string& path, Weights& w, Backend& be) {
+  std::string file = path;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) file = (fs::path(resolve_checkpoint(path)) / "model.safetensors").string();
+  const SafetensorsFile f(file);
+  std::vector<float> flat(static_cast<std::size_t>(w.numel()));
+  std::set<std::string> known;
+  for (std::size_t i = 0; i < w.table().size(); ++i) {
+    const ParamTensor& t = w.table()[i];
+    known.insert(t.name);
+    if (!f.find(t.name))
+      throw InputError(SourceLoc{file, 0, 0}, t.name,
+                       "missing: the file does not hold this parameter of the model (is it the same architecture?)");
+    f.read_f32(t.name, flat.data() + w.offset(i), t.numel());
+  }
+  be.copy_from_host(w.params(), flat.data(), flat.size() * sizeof(float));
+  std::vector<std::string> extra;
+  for (const auto& name : f.names())
+    if (!known.count(name)) extra.push_back(name);
+  return extra;
+}
+
+}  // namespace llmlab

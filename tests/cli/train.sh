@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# End-to-end test of the real train binary on the shipped samples with a tiny Llama:
+# the loss falls, measured peak memory matches the plan, a run stopped (exit interval or
+# Ctrl-C) and resumed prints the same losses as one never stopped, --init-from, checkpoint
+# policies give the same losses, and bad input ends with one error line and exit code 2.
+# Usage: bash train.sh BIN_DIR SOURCE_DIR
+set -u
+bin="$1"
+src="$2"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+check() {  # DESCRIPTION COMMAND...: the command must succeed
+  local what="$1"; shift
+  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
+}
+run() {  # NAME ARGS...: exit code in $rc, output in $tmp/NAME.{out,err}
+  local name="$1"; shift
+  "$bin/train" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+  rc=$?
+}
+one_error_line() {  # NAME PATTERN
+  [ "$(wc -l <"$tmp/$1.err")" -eq 1 ] && grep -q "^train: error: .*$2" "$tmp/$1.err"
+}
+losses() {  # NAME: "step loss" per line from --json output
+  python3 -c 'import json,sys
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    if "step" in o: print(o["step"], repr(o["loss"]))' "$tmp/$1.out"
+}
+summary() {  # NAME EXPRESSION over the summary object s
+  python3 -c 'import json,sys
+s = [json.loads(l) for l in open(sys.argv[1]) if "summary" in l][-1]["summary"]
+print(eval(sys.argv[2]))' "$tmp/$1.out" "$2"
+}
+
+"$bin/pack-data" "$src/recipes/tiny/pack_cpu.yaml" data.packing_length=128 data.output="$tmp/packed" --quiet >/dev/null ||
+  { echo "FAIL: packing the samples"; exit 1; }
+recipe="$src/recipes/tiny/llama_pretrain_cpu.yaml"
+tiny=(model.hidden_size=64 model.num_layers=2 model.num_heads=4 model.num_kv_heads=2 model.intermediate_size=172
+      data.packing_length=128 train.micro_batch_size=4 "data.shards=[$tmp/packed]" optim.lr=3e-3 optim.warmup_steps=2
+      train.steps=12 train.threads=2)
+
+run a "$recipe" "${tiny[@]}" output.dir="$tmp/a" --json
+check "train exits 0" test "$rc" -eq 0
+check "one JSON object per step" test "$(losses a | wc -l)" -eq 12
+check "the loss falls by more than 1.5 nats in 12 steps" \
+  python3 -c "import sys; l=[float(x.split()[1]) for x in sys.stdin]; sys.exit(0 if l[0]-l[-1] > 1.5 else 1)" < <(losses a)
+check "measured peak memory within 3% of the plan" \
+  python3 -c "import sys; sys.exit(0 if abs($(summary a 's["memory"]["relative_error"]')) < 0.03 else 1)"
+check "final checkpoint in safetensors" test -f "$tmp/a/checkpoints/step_00000012/model.safetensors"
+check "metrics log" test "$(wc -l <"$tmp/a/metrics.jsonl")" -eq 12
+
+# Stopped at step 5 by the exit interval, then resumed: the same losses, bit for bit.
+run b1 "$recipe" "${tiny[@]}" output.dir="$tmp/b" train.exit_interval=5 --json
+check "exit interval stops cleanly" test "$rc" -eq 0
+run b2 "$recipe" "${tiny[@]}" output.dir="$tmp/b" --resume --json
+check "resume exits 0" test "$rc" -eq 0
+check "resumed run prints the same losses" diff <(losses a) <(cat <(losses b1) <(losses b2))
+
+# Ctrl-C saves a checkpoint and exits 130; --resume continues.
+"$bin/train" "$recipe" "${tiny[@]}" output.dir="$tmp/c" train.steps=100000 --quiet >"$tmp/c.out" 2>"$tmp/c.err" &
+pid=$!
+for _ in $(seq 600); do [ -s "$tmp/c/metrics.jsonl" ] && break; sleep 0.1; done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+check "Ctrl-C exits 130" test "$rc" -eq 130
+check "Ctrl-C leaves a checkpoint" test -n "$(ls -d "$tmp"/c/checkpoints/step_* 2>/dev/null)"
+done_steps=$(ls -d "$tmp"/c/checkpoints/step_* | sed 's/.*step_0*//' | sort -n | tail -1)
+run c2 "$recipe" "${tiny[@]}" output.dir="$tmp/c" train.steps=$((done_steps + 2)) --resume --json
+check "resume after Ctrl-C runs the remaining steps" test "$rc" -eq 0 -a "$(losses c2 | wc -l)" -eq 2
+
+# Every checkpointing policy trains the same (bit-identical gradients).
+for policy in full "selective checkpointing.selective=pointwise" "every_k checkpointing.every_k=2"; do
+  # shellcheck disable=SC2086
+  run p "$recipe" "${tiny[@]}" output.dir="$tmp/p-${policy%% *}" train.steps=3 checkpointing.policy=$policy --json
+  run n "$recipe" "${tiny[@]}" output.dir="$tmp/n-${policy%% *}" train.steps=3 --json
+  check "policy $policy: same losses as none" diff <(losses p) <(losses n)
+done
+
+run init "$recipe" "${tiny[@]}" output.dir="$tmp/d" train.steps=1 --init-from "$tmp/a/checkpoints/step_00000012" --json
+check "--init-from exits 0" test "$rc" -eq 0
+check "--init-from starts from the trained loss" \
+  python3 -c "import sys; sys.exit(0 if $(losses init | cut -d' ' -f2) < $(losses a | head -1 | cut -d' ' -f2) - 1 else 1)"
+
+# Bad input: one line, exit 2, nothing written.
+run exists "$recipe" "${tiny[@]}" output.dir="$tmp/a"
+check "existing checkpoints without --resume exit 2" test "$rc" -eq 2
+check "... naming output.dir" one_error_line exists "output.dir: .*--resume"
+run vocab "$recipe" "${tiny[@]}" output.dir="$tmp/e" model.vocab_size=200
+check "a vocabulary smaller than the shards' exits 2" test "$rc" -eq 2
+check "... naming the tokenizer and model.vocab_size" one_error_line vocab "model.vocab_size = 200"
+cp -r "$tmp/packed" "$tmp/corrupt"
+printf 'X' | dd of="$tmp/corrupt/shard-00000.bin" bs=1 seek=300 conv=notrunc status=none
+run corrupt "$recipe" "${tiny[@]}" output.dir="$tmp/e" "data.shards=[$tmp/corrupt]"
+check "a corrupt shard exits 2" test "$rc" -eq 2
+check "... naming the shard" one_error_line corrupt "shard-00000.bin"
+run batch "$recipe" "${tiny[@]}" output.dir="$tmp/e" train.micro_batch_size=100000
+check "a batch larger than the data exits 2" test "$rc" -eq 2
+check "... naming train.micro_batch_size" one_error_line batch "train.micro_batch_size"
+run unwritable "$recipe" "${tiny[@]}" output.dir="$tmp/packed/manifest.json/run"
+check "an unwritable output directory fails" test "$rc" -ne 0
+check "... with one line naming it" one_error_line unwritable "manifest.json"
+check "no run directory was created for failed runs" test ! -e "$tmp/e"
+run bf16 "$recipe" "${tiny[@]}" output.dir="$tmp/e" train.precision=bf16-mixed
+check "bf16 on the CPU exits 2 naming train.precision" one_error_line bf16 "train.precision"
+
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]
