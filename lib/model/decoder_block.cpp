@@ -76,9 +76,9 @@ BlockSlots BlockSlots::of(const BlockProfile& profile, const ModelSpec& m, Atten
   s.fc = find(gpt2 ? "mlp.fc" : "mlp.gate");
   if (!gpt2) s.up = find("mlp.up");
   s.act = find(gpt2 ? "mlp.gelu" : "mlp.act");
-  if (profile.slots.size() != static_cast<std::size_t>(gpt2 ? 14 : 15))
+  if (profile.slots.size() != static_cast<std::size_t>(gpt2 ? 13 : 14))
     throw Error(fmt::format("internal: the plan's {} block has {} slots; the layer code knows {}", profile.kind,
-                            profile.slots.size(), gpt2 ? 14 : 15));
+                            profile.slots.size(), gpt2 ? 13 : 14));
   return s;
 }
 

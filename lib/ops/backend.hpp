@@ -111,7 +111,8 @@ class Backend {
   // --- attention ------------------------------------------------------------------------------
   // out [T, Hq, D] = softmax(scale * q k^T + mask) v per document. flash: tiled online
   // softmax, saves lse [Hq, T] only. naive: materialises probabilities into `probs`
-  // (naive_attention_probs_elements floats), saves lse too. cu_seqlens is a device pointer;
+  // (naive_attention_probs_elements floats) and lse unless it is null (its backward
+  // reads only probs). cu_seqlens is a device pointer;
   // cu_seqlens_host the same values on the host.
   virtual void attention_forward(AttentionImpl impl, const AttentionShape& s, const std::int32_t* cu_seqlens,
                                  const std::int32_t* cu_seqlens_host, const float* q, const float* k, const float* v,

@@ -127,6 +127,9 @@ void resolve_settings(Recipe& r) {
   if (!r.is_set("data.packing_length")) r.data.packing_length = std::min<std::int64_t>(2048, m.max_position_embeddings);
   // Like every path, the default output directory is stored absolute (here: ./packed).
   if (!r.is_set("data.output")) r.data.output = std::filesystem::absolute(r.data.output).lexically_normal().string();
+  // train's run directory defaults to ./runs/<model name>.
+  if (!r.is_set("output.dir"))
+    r.output.dir = (std::filesystem::absolute("runs") / (m.name.empty() ? "default" : m.name)).lexically_normal().string();
   if (r.train.precision == Precision::fp32) {
     if (r.is_set("train.grad_dtype") && r.train.grad_dtype == GradDtype::bf16)
       throw InputError(locate(r, "train.grad_dtype"), "train.grad_dtype",

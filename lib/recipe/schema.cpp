@@ -365,6 +365,7 @@ std::vector<Field> build_schema() {
   s.push_back(number("optim.grad_clip", AT(optim.grad_clip), 0, inf, false, "clip the global gradient norm; 0 = off"));
 
   s.push_back(path("output.dir", AT(output.dir), {}, "run directory: metrics.jsonl and checkpoints/"));
+  s.back().default_text = "runs/<model name>";
   s.push_back(integer("output.save_every", AT(output.save_every), 0, kMaxInt,
                       "steps between checkpoints; 0 = only at the end"));
   s.push_back(integer("output.keep_last", AT(output.keep_last), 0, kMaxInt, "checkpoints kept; 0 = all"));

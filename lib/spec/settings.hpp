@@ -92,7 +92,7 @@ struct EvalSettings {
 
 // Where a run writes its metrics and checkpoints.
 struct OutputSettings {
-  std::string dir = "runs/default";  // metrics.jsonl and checkpoints/
+  std::string dir = "runs/default";  // metrics.jsonl and checkpoints/; unset: ./runs/<model name>
   std::int64_t save_every = 0;       // steps between checkpoints; 0 = only at the end
   std::int64_t keep_last = 2;        // checkpoints kept; 0 = all
   std::int64_t log_every = 1;        // steps between progress lines and metrics records

@@ -268,12 +268,11 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
     const std::string tmp = store.begin(step);
     try {
       save_checkpoint_files(tmp, model.weights(), optimizer, backend, state, model_config(spec));
-      store.commit(tmp, step);
+      return store.commit(tmp, step);
     } catch (...) {
       store.abort(tmp);
       throw;
     }
-    return (fs::path(run.output.dir) / "checkpoints" / fmt::format("step_{:08d}", step)).string();
   };
 
   g_interrupted = 0;
