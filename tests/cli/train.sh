@@ -82,7 +82,7 @@ done
 run init "$recipe" "${tiny[@]}" output.dir="$tmp/d" train.steps=1 --init-from "$tmp/a/checkpoints/step_00000012" --json
 check "--init-from exits 0" test "$rc" -eq 0
 check "--init-from starts from the trained loss" \
-  python3 -c "import sys; sys.exit(0 if $(losses init | cut -d' ' -f2) < $(losses a | head -1 | cut -d' ' -f2) - 1 else 1)"
+  python3 -c "import sys; sys.exit(0 if $(losses init | cut -d' ' -f2) < $(losses a | sed -n 1p | cut -d' ' -f2) - 1 else 1)"
 
 # Bad input: one line, exit 2, nothing written.
 run exists "$recipe" "${tiny[@]}" output.dir="$tmp/a"
@@ -104,7 +104,8 @@ check "an unwritable output directory fails" test "$rc" -ne 0
 check "... with one line naming it" one_error_line unwritable "manifest.json"
 check "no run directory was created for failed runs" test ! -e "$tmp/e"
 run bf16 "$recipe" "${tiny[@]}" output.dir="$tmp/e" train.precision=bf16-mixed
-check "bf16 on the CPU exits 2 naming train.precision" one_error_line bf16 "train.precision"
+check "bf16 on the CPU exits 2 naming train.precision" test "$rc" -eq 2
+check "... with an error naming train.precision" grep -q "^train: error: .*train.precision: the CPU backend trains in fp32" "$tmp/bf16.err"
 
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]
