@@ -6,14 +6,13 @@
 # (bench-sgemm); writes OUT_DIR/train-bench.json. About 12 minutes on the 2-core machine.
 # Usage: scripts/bench-train.sh [OUT_DIR]      (default build/bench-train)
 #
-# llmlab interface this script assumes (train and bench-sgemm are being written; if they land
-# differently, change it here):
+# The llmlab interface this script uses:
 #   pack-data /dev/null "data.inputs=[F1,F2,...]" data.format=text 'data.text_delimiter="\n%\n"'
 #             data.tokenizer=byte data.packing_length=T data.output=DIR --quiet
 #   train RECIPE data.packing_length=T train.micro_batch_size=B train.gradient_accumulation_steps=1
-#         data.shards=DIR train.steps=N train.threads=2 --json
+#         data.shards=DIR train.steps=N train.threads=2 output.checkpoints=false --json
 #     stdout: one JSON object per step {"step","loss","lr","tokens_per_second","grad_norm","mfu"},
-#     then {"summary": {"tokens_per_second": <median over the steps after the first 2>, "mfu": ...,
+#     then {"summary": {"tokens_per_second": ..., "mfu": ...,
 #                       "memory": {"measured_peak_bytes": ..., "planned_peak_bytes": ...}}}
 #   bench-sgemm --json
 #     stdout: one JSON object with "ceiling_gflops" (the fp32 GEMM rate train's matmuls can reach)
@@ -79,9 +78,10 @@ for shape in "${shapes[@]}"; do
     'data.text_delimiter="\n%\n"' data.tokenizer=byte data.packing_length="$T" \
     data.output="$shards" --quiet
   echo "bench-train: $name B=$B T=$T: llmlab ($((warmup + steps)) steps)" >&2
+  rm -rf "$out/run-$name-$T"
   "$bin/train" "$recipe" data.packing_length="$T" train.micro_batch_size="$B" \
     train.gradient_accumulation_steps=1 data.shards="$shards" train.steps=$((warmup + steps)) \
-    train.threads=2 --json > "$out/llmlab-$name-$T.jsonl"
+    train.threads=2 output.dir="$out/run-$name-$T" output.checkpoints=false --json > "$out/llmlab-$name-$T.jsonl"
   echo "bench-train: $name B=$B T=$T: torch ($((warmup + steps)) steps)" >&2
   # shellcheck disable=SC2046  # model_args is a list of words
   "${torch_env[@]}" $py scripts/bench/torch_train.py $(model_args "$preset") --batch "$B" \
@@ -92,6 +92,10 @@ import json, sys
 name, B, T, llmlab_path, torch_path, ceiling = sys.argv[1:]
 lines = [json.loads(l) for l in open(llmlab_path) if l.strip().startswith("{")]
 summary = next(l["summary"] for l in lines if "summary" in l)
+# The same statistic as torch_train.py: the median step after the 2 warm-up steps.
+timed = sorted(l["tokens_per_second"] for l in lines if "step" in l and l["step"] > 2)
+summary["tokens_per_second"] = (timed[len(timed) // 2] if len(timed) % 2 else
+                                0.5 * (timed[len(timed) // 2 - 1] + timed[len(timed) // 2]))
 t = json.load(open(torch_path))
 peak = float(ceiling) * 1e9
 fpt = t["flops_per_token"]  # the same shape and convention on both sides

@@ -370,6 +370,7 @@ std::vector<Field> build_schema() {
                       "steps between checkpoints; 0 = only at the end"));
   s.push_back(integer("output.keep_last", AT(output.keep_last), 0, kMaxInt, "checkpoints kept; 0 = all"));
   s.push_back(integer("output.log_every", AT(output.log_every), 1, kMaxInt, "steps between progress lines"));
+  s.push_back(boolean("output.checkpoints", AT(output.checkpoints), "write checkpoints; false for benchmarks and smoke tests"));
 
   s.push_back(choice<CheckpointPolicy>(
       "checkpointing.policy", AT(checkpointing.policy),

@@ -96,6 +96,7 @@ struct OutputSettings {
   std::int64_t save_every = 0;       // steps between checkpoints; 0 = only at the end
   std::int64_t keep_last = 2;        // checkpoints kept; 0 = all
   std::int64_t log_every = 1;        // steps between progress lines and metrics records
+  bool checkpoints = true;           // false: write no checkpoints (benchmarks, smoke tests)
 };
 
 struct CheckpointSettings {

@@ -135,7 +135,7 @@ class Progress {
     const std::string line =
         fmt::format("step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {} tok/s | MFU {:.1f}% | ETA {}", step,
                     std::to_string(total_).size(), total_, loss, lr, format_short_count(tokens_per_second), 100 * mfu,
-                    format_seconds(eta));
+                    eta > 0 ? format_seconds(eta) : std::string("done"));
     err_ << line << (tty_ ? "    \r" : "\n") << std::flush;
     open_ = tty_;
   }
@@ -362,7 +362,9 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
       exited = true;
       break;
     }
-    if (step == run.train.steps || (run.output.save_every > 0 && step % run.output.save_every == 0)) save(step);
+    if (run.output.checkpoints &&
+        (step == run.train.steps || (run.output.save_every > 0 && step % run.output.save_every == 0)))
+      save(step);
   }
   progress.finish();
 
@@ -398,7 +400,7 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
                                      steady(step_seconds))});
     t.row({"MFU", fmt::format("{:.1f}% of {} TFLOP/s", 100 * steady(mfus), run.hardware.peak_tflops)});
     t.row({"time", format_seconds(seconds_since(run_start))});
-    t.row({"checkpoint", summary["checkpoint"].get<std::string>()});
+    t.row({"checkpoint", run.output.checkpoints ? summary["checkpoint"].get<std::string>() : "none (output.checkpoints: false)"});
     out << "\n";
     t.print(out);
     out << "\n";
