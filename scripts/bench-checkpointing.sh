@@ -4,7 +4,7 @@
 # time: the memory/time trade-off table users choose a policy from.
 # Shapes (fp32, CPU, 2 threads, byte-level fortunes rows):
 #   tiny-llama  B=8  T=512    (recipes/tiny/llama_pretrain_cpu.yaml)
-#   tiny-gpt2   B=8  T=512    (recipes/models/tiny-gpt2.yaml)
+#   tiny-gpt2   B=8  T=512    (recipes/tiny/gpt2_pretrain_cpu.yaml)
 #   gpt2-124m   B=4  T=256    (recipes/gpt2/124m_pretrain_cpu.yaml)
 # Usage: scripts/bench-checkpointing.sh [OUT_DIR]    (default build/bench-checkpointing)
 set -euo pipefail
@@ -23,15 +23,13 @@ policies=("none" "selective checkpointing.selective=core" "selective checkpointi
 shapes=(
   "tiny-llama recipes/tiny/llama_pretrain_cpu.yaml 8 512 6 flash"
   "tiny-llama-naive recipes/tiny/llama_pretrain_cpu.yaml 8 512 4 naive"
-  "tiny-gpt2 recipes/tiny/llama_pretrain_cpu.yaml 8 512 6 flash"
+  "tiny-gpt2 recipes/tiny/gpt2_pretrain_cpu.yaml 8 512 6 flash"
   "gpt2-124m recipes/gpt2/124m_pretrain_cpu.yaml 4 256 4 flash"
 )
 results="$out/checkpointing.jsonl"
 : > "$results"
 for shape in "${shapes[@]}"; do
   read -r name recipe B T steps attention <<<"$shape"
-  extra=()
-  [ "$name" = tiny-gpt2 ] && extra=("model.name=tiny-gpt2" $(sed -n 's/^  \([a-z_]*\): *\([^ #]*\).*/model.\1=\2/p' recipes/models/tiny-gpt2.yaml | grep -v "model.name="))
   shards="$out/fortunes-$T"
   [ -d "$shards" ] || "$bin/pack-data" /dev/null "data.inputs=[$fortunes]" data.format=text \
     'data.text_delimiter="\n%\n"' data.tokenizer=byte data.packing_length="$T" data.output="$shards" --quiet >/dev/null
@@ -39,7 +37,7 @@ for shape in "${shapes[@]}"; do
     echo "bench-checkpointing: $name $policy" >&2
     rm -rf "$out/run"
     # shellcheck disable=SC2086  # policy holds the policy name and its own key=value words
-    "$bin/train" "$recipe" "${extra[@]}" checkpointing.policy=$policy data.packing_length="$T" \
+    "$bin/train" "$recipe" checkpointing.policy=$policy data.packing_length="$T" \
       train.micro_batch_size="$B" train.attention="$attention" data.shards="$shards" train.steps="$steps" \
       train.threads=2 output.dir="$out/run" output.checkpoints=false --json |
       python3 -c 'import json,sys
