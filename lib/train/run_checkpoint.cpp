@@ -45,8 +45,45 @@ void read_tensors(const SafetensorsFile& f, Weights& w, std::vector<float>& flat
 
 }  // namespace
 
+nlohmann::ordered_json hf_config_json(const ModelSpec& m) {
+  nlohmann::ordered_json j;
+  if (m.arch == Arch::gpt2) {
+    j["architectures"] = {"GPT2LMHeadModel"};
+    j["model_type"] = "gpt2";
+    j["vocab_size"] = m.vocab_size;
+    j["n_positions"] = m.max_position_embeddings;
+    j["n_embd"] = m.hidden_size;
+    j["n_layer"] = m.num_layers;
+    j["n_head"] = m.num_heads;
+    j["n_inner"] = m.intermediate_size;
+    j["activation_function"] = "gelu_new";
+    j["layer_norm_epsilon"] = m.norm_eps;
+    j["resid_pdrop"] = j["embd_pdrop"] = j["attn_pdrop"] = m.dropout;
+  } else {
+    j["architectures"] = {"LlamaForCausalLM"};
+    j["model_type"] = "llama";
+    j["vocab_size"] = m.vocab_size;
+    j["hidden_size"] = m.hidden_size;
+    j["intermediate_size"] = m.intermediate_size;
+    j["num_hidden_layers"] = m.num_layers;
+    j["num_attention_heads"] = m.num_heads;
+    j["num_key_value_heads"] = m.num_kv_heads;
+    j["head_dim"] = m.head_dim;
+    j["max_position_embeddings"] = m.max_position_embeddings;
+    j["rms_norm_eps"] = m.norm_eps;
+    j["rope_theta"] = m.rope_theta;
+    j["hidden_act"] = "silu";
+    j["attention_bias"] = false;
+    j["mlp_bias"] = false;
+  }
+  j["tie_word_embeddings"] = m.tie_embeddings;
+  j["torch_dtype"] = "float32";
+  return j;
+}
+
 void save_checkpoint_files(const std::string& dir, const Weights& w, const AdamW& opt, Backend& be,
-                           const RunState& state, const nlohmann::ordered_json& model_config) {
+                           const RunState& state, const ModelSpec& spec, const nlohmann::ordered_json& model_config) {
+  write_file_atomic((fs::path(dir) / "config.json").string(), hf_config_json(spec).dump(2) + "\n");
   const std::int64_t n = w.numel();
   write_tensors((fs::path(dir) / "model.safetensors").string(), w, to_host(be, w.params(), n), "",
                 {{"format", "pt"}, {"llmlab.config", model_config.dump()}});

@@ -1,5 +1,6 @@
 // What a training checkpoint holds and how it is read back: model.safetensors (fp32 weights
-// under their Hugging Face names, loadable by transformers), optimizer.safetensors (AdamW
+// under their Hugging Face names) with a Hugging Face config.json beside it, so that
+// transformers' from_pretrained loads the directory, optimizer.safetensors (AdamW
 // moments under the same names), and state.json (step, data cursor, counters, recipe hash).
 // Written into a temporary directory that CheckpointStore renames into place when complete.
 #pragma once
@@ -22,8 +23,11 @@ struct RunState {
   std::string recipe_hash;          // of the resolved recipe (a resume under other settings warns)
 };
 
+// The Hugging Face config.json of a GPT-2 (GPT2LMHeadModel) or Llama (LlamaForCausalLM) spec.
+nlohmann::ordered_json hf_config_json(const ModelSpec& m);
+
 void save_checkpoint_files(const std::string& dir, const Weights& w, const AdamW& opt, Backend& be,
-                           const RunState& state, const nlohmann::ordered_json& model_config);
+                           const RunState& state, const ModelSpec& spec, const nlohmann::ordered_json& model_config);
 
 // Loads weights, optimizer moments and state written by save_checkpoint_files.
 RunState load_checkpoint_files(const std::string& dir, Weights& w, AdamW& opt, Backend& be);

@@ -267,7 +267,7 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
   auto save = [&](std::int64_t step) {
     const std::string tmp = store.begin(step);
     try {
-      save_checkpoint_files(tmp, model.weights(), optimizer, backend, state, model_config(spec));
+      save_checkpoint_files(tmp, model.weights(), optimizer, backend, state, spec, model_config(spec));
       return store.commit(tmp, step);
     } catch (...) {
       store.abort(tmp);
@@ -313,7 +313,7 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
     backend.zero(model.weights().grads(), model.weights().numel());
     if (!update.finite) {
       const std::string what = fmt::format("step {}: the {} is {}", step, std::isfinite(loss) ? "gradient norm" : "loss",
-                                           std::isfinite(loss) ? "not finite" : fmt::format("{}", loss));
+                                           std::isfinite(loss) ? "not finite" : std::isnan(loss) ? "nan" : "inf");
       if (run.train.on_nonfinite == NonFinitePolicy::stop)
         throw Error(what + ": stopping (train.on_nonfinite=skip skips such steps; lowering optim.lr often helps)");
       ++skipped;

@@ -9,6 +9,7 @@
 
 #include "model_support.hpp"
 #include "optim/adamw.hpp"
+#include "train/run_checkpoint.hpp"
 
 using namespace llmlab;
 using namespace llmlab::test;
@@ -173,5 +174,23 @@ TEST_CASE("model: whole-model gradient matches central finite differences") {
     CAPTURE(arch);
     CHECK(checked > 30);
     CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("model: the checkpoint config.json describes the same model to a Hugging Face loader") {
+  for (const char* arch : {"llama", "gpt2"}) {
+    const Recipe r = small_recipe(arch);
+    // Read back through llmlab's own config.json importer (model.hf_config), which follows
+    // transformers' field names: the same shape and parameter count.
+    const std::string config = write_temp(std::string("hf-") + arch + "/config.json", hf_config_json(r.model).dump(2));
+    const std::string recipe = write_temp(std::string("hf-") + arch + ".yaml",
+                                          "model:\n  hf_config: " + config + "\n");
+    const Recipe back = load_recipe(recipe, {"hardware.device=cpu", "hardware.memory=1GiB"});
+    CAPTURE(arch);
+    CHECK(back.model.arch == r.model.arch);
+    CHECK(back.model.num_kv_heads == r.model.num_kv_heads);
+    CHECK(back.model.head_dim == r.model.head_dim);
+    CHECK(back.model.tie_embeddings == r.model.tie_embeddings);
+    CHECK(count_parameters(back.model).total == count_parameters(r.model).total);
   }
 }
