@@ -38,7 +38,7 @@ for shape in "${shapes[@]}"; do
     rm -rf "$out/run"
     # shellcheck disable=SC2086  # policy holds the policy name and its own key=value words
     "$bin/train" "$recipe" checkpointing.policy=$policy data.packing_length="$T" \
-      train.micro_batch_size="$B" train.attention="$attention" data.shards="$shards" train.steps="$steps" \
+      train.micro_batch_size="$B" train.gradient_accumulation_steps=1 train.attention="$attention" data.shards="$shards" train.steps="$steps" \
       train.threads=2 output.dir="$out/run" output.checkpoints=false --json |
       python3 -c 'import json,sys
 lines=[json.loads(l) for l in sys.stdin]

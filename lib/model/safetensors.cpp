@@ -2,8 +2,6 @@
 // serde output) and reading (mmap, one validation pass over the header, float conversion).
 #include "model/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/mapped_file.hpp"
 
 namespace llmlab {
 
@@ -101,18 +100,6 @@ float f64_to_f32(double d) {
   if (std::fabs(d) >= 0x1.ffffffp+127) return d > 0 ? inf : -inf;
   return static_cast<float>(d);
 }
-
-// A read-only private mapping of a whole file, unmapped on destruction.
-struct Mapping {
-  const unsigned char* data = nullptr;
-  std::size_t size = 0;
-  Mapping() = default;
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() {
-    if (data != nullptr) ::munmap(const_cast<unsigned char*>(data), size);
-  }
-};
 
 }  // namespace
 
@@ -200,7 +187,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
 
 struct SafetensorsFile::State {
   std::string path;
-  Mapping map;
+  MappedFile map;
   std::map<std::string, SafetensorsTensor> tensors;
   std::map<std::string, std::string> metadata;
 
@@ -209,24 +196,8 @@ struct SafetensorsFile::State {
   }
 
   void open_and_map() {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) bad("", fmt::format("cannot open: {}", std::system_category().message(errno)));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      bad("", "not a regular file");
-    }
-    const auto size = static_cast<std::size_t>(st.st_size);
-    if (size < 8) {
-      ::close(fd);
-      bad("", fmt::format("truncated: {} bytes, shorter than the 8-byte header length", size));
-    }
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);  // the mapping keeps the file alive
-    if (p == MAP_FAILED) throw Error(fmt::format("{}: cannot map: {}", path, std::system_category().message(err)));
-    map.data = static_cast<const unsigned char*>(p);
-    map.size = size;
+    map = MappedFile(path);
+    if (map.size() < 8) bad("", fmt::format("truncated: {} bytes, shorter than the 8-byte header length", map.size()));
   }
 
   // Parses the header, rejecting duplicate keys at any level (nlohmann would keep the last one
@@ -315,18 +286,18 @@ struct SafetensorsFile::State {
   }
 
   void read_header() {
-    const auto n = load<std::uint64_t>(map.data);
+    const auto n = load<std::uint64_t>(map.data());
     if (n > kMaxHeaderBytes)
       bad("", fmt::format("header length {} exceeds the {}-byte limit: not a safetensors file, or a corrupt one", n, kMaxHeaderBytes));
-    if (n > map.size - 8) bad("", fmt::format("truncated: the header length is {} bytes but only {} follow it", n, map.size - 8));
-    const std::string_view text(reinterpret_cast<const char*>(map.data + 8), static_cast<std::size_t>(n));
+    if (n > map.size() - 8) bad("", fmt::format("truncated: the header length is {} bytes but only {} follow it", n, map.size() - 8));
+    const std::string_view text(reinterpret_cast<const char*>(map.data() + 8), static_cast<std::size_t>(n));
     if (text.empty() || text.front() != '{') bad("", "the header does not start with '{': not a safetensors file");
     const auto header = parse_header(text);
     for (const auto& [name, info] : header.items()) {
       if (name == "__metadata__") read_metadata(info);
       else read_tensor(name, info);
     }
-    check_tiling(map.size - 8 - static_cast<std::size_t>(n), static_cast<std::size_t>(8 + n));
+    check_tiling(map.size() - 8 - static_cast<std::size_t>(n), static_cast<std::size_t>(8 + n));
   }
 
   // The tensors must cover the data buffer exactly: sorted by offsets, each begins where the
@@ -337,7 +308,7 @@ struct SafetensorsFile::State {
       if (t.offset + t.bytes > buffer_bytes)
         bad(tensor_key(name), fmt::format("data_offsets [{}, {}] run past the {}-byte data buffer (file truncated?)", t.offset,
                                           t.offset + t.bytes, buffer_bytes));
-      t.data = map.data + buffer_start + t.offset;
+      t.data = map.data() + buffer_start + t.offset;
       order.emplace_back(&name, &t);
     }
     std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {

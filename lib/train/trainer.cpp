@@ -388,6 +388,7 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
   summary["exited_at_interval"] = exited;
   summary["checkpoint"] = store.latest() ? store.latest()->second : "";
   summary["memory"] = memory_json(plan, mem);
+  metrics << json{{"summary", summary}}.dump() << "\n" << std::flush;
   if (o.json) {
     out << json{{"summary", summary}}.dump() << "\n";
   } else {

@@ -49,7 +49,7 @@ check "the loss falls by more than 1.5 nats in 12 steps" \
 check "measured peak memory within 3% of the plan" \
   python3 -c "import sys; sys.exit(0 if abs($(summary a 's["memory"]["relative_error"]')) < 0.03 else 1)"
 check "final checkpoint in safetensors" test -f "$tmp/a/checkpoints/step_00000012/model.safetensors"
-check "metrics log" test "$(wc -l <"$tmp/a/metrics.jsonl")" -eq 12
+check "metrics log: 12 steps and the summary" test "$(wc -l <"$tmp/a/metrics.jsonl")" -eq 13
 
 # Stopped at step 5 by the exit interval, then resumed: the same losses, bit for bit.
 run b1 "$recipe" "${tiny[@]}" output.dir="$tmp/b" train.exit_interval=5 --json

@@ -3,8 +3,6 @@
 // few memcpys. The checks cost one pass over the file (xxh64 runs at memory speed).
 #include "data/shard/shard_reader.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +16,7 @@
 #include <xxhash.h>
 
 #include "core/error.hpp"
+#include "core/mapped_file.hpp"
 
 namespace llmlab {
 
@@ -32,71 +31,41 @@ T get(const unsigned char* p) {
   return value;
 }
 
-// A read-only private mapping of the whole file, unmapped on destruction.
-struct Mapping {
-  const unsigned char* data = nullptr;
-  std::size_t size = 0;
-  Mapping() = default;
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() {
-    if (data != nullptr) ::munmap(const_cast<unsigned char*>(data), size);
-  }
-};
-
 }  // namespace
 
 struct ShardReader::State {
   std::string path;
   ShardInfo info;
   ShardLayout layout;
-  Mapping map;
+  MappedFile map;
 
   [[noreturn]] void bad(const std::string& problem) const { throw InputError(SourceLoc{path, 0, 0}, "", problem); }
 
-  std::uint64_t row_offset(std::uint64_t r) const { return get<std::uint64_t>(map.data + layout.row_offsets + 8 * r); }
-  std::uint64_t row_doc(std::uint64_t r) const { return get<std::uint64_t>(map.data + layout.row_docs + 8 * r); }
+  std::uint64_t row_offset(std::uint64_t r) const { return get<std::uint64_t>(map.data() + layout.row_offsets + 8 * r); }
+  std::uint64_t row_doc(std::uint64_t r) const { return get<std::uint64_t>(map.data() + layout.row_docs + 8 * r); }
   PackedDoc doc(std::uint64_t d) const {
-    const auto* p = map.data + layout.docs + 8 * d;
+    const auto* p = map.data() + layout.docs + 8 * d;
     return PackedDoc{get<std::uint32_t>(p), get<std::uint32_t>(p + 4)};
   }
   std::uint32_t token(std::uint64_t t) const {
-    const auto* p = map.data + layout.tokens + t * info.token_bytes;
+    const auto* p = map.data() + layout.tokens + t * info.token_bytes;
     return info.token_bytes == 2 ? get<std::uint16_t>(p) : get<std::uint32_t>(p);
   }
-  std::uint8_t mask_bit(std::uint64_t t) const { return (map.data[layout.loss_mask + t / 8] >> (t % 8)) & 1u; }
+  std::uint8_t mask_bit(std::uint64_t t) const { return (map.data()[layout.loss_mask + t / 8] >> (t % 8)) & 1u; }
 
   void open_and_map() {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) bad(fmt::format("cannot open: {}", std::system_category().message(errno)));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      bad("not a regular file");
-    }
-    map.size = static_cast<std::size_t>(st.st_size);
-    if (map.size == 0) {
-      ::close(fd);
-      bad("truncated: the file is empty");
-    }
-    void* p = ::mmap(nullptr, map.size, PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);  // the mapping keeps the file alive
-    if (p == MAP_FAILED) {
-      map.size = 0;
-      throw Error(fmt::format("{}: cannot map: {}", path, std::system_category().message(err)));
-    }
-    map.data = static_cast<const unsigned char*>(p);
+    map = MappedFile(path);
+    if (map.size() == 0) bad("truncated: the file is empty");
   }
 
   void check_header() {
-    const auto* p = map.data;
-    if (map.size < 8 || std::memcmp(p, kShardMagic, 8) != 0) {
-      if (map.size < 8 && std::memcmp(p, kShardMagic, map.size) == 0)
-        bad(fmt::format("truncated: {} bytes, not even the magic", map.size));
+    const auto* p = map.data();
+    if (map.size() < 8 || std::memcmp(p, kShardMagic, 8) != 0) {
+      if (map.size() < 8 && std::memcmp(p, kShardMagic, map.size()) == 0)
+        bad(fmt::format("truncated: {} bytes, not even the magic", map.size()));
       bad("not an llmlab shard (wrong magic; expected \"LLMLABSH\")");
     }
-    if (map.size < kShardFixedHeaderBytes) bad(fmt::format("truncated: {} bytes, the header alone is {}", map.size, kShardFixedHeaderBytes));
+    if (map.size() < kShardFixedHeaderBytes) bad(fmt::format("truncated: {} bytes, the header alone is {}", map.size(), kShardFixedHeaderBytes));
     info.version = get<std::uint32_t>(p + 8);
     if (info.version != kShardVersion)
       bad(fmt::format("unsupported format version {} (this build reads version {})", info.version, kShardVersion));
@@ -115,24 +84,24 @@ struct ShardReader::State {
     info.token_bytes = static_cast<std::uint8_t>(token_bytes);
     if (info.packing_length == 0) bad("packing_length is 0");
     if (tokenizer_bytes > kShardMaxTokenizerBytes) bad(fmt::format("tokenizer identity length {} exceeds {}", tokenizer_bytes, kShardMaxTokenizerBytes));
-    if (map.size < kShardFixedHeaderBytes + tokenizer_bytes)
-      bad(fmt::format("truncated: {} bytes, the header is {}", map.size, kShardFixedHeaderBytes + tokenizer_bytes));
+    if (map.size() < kShardFixedHeaderBytes + tokenizer_bytes)
+      bad(fmt::format("truncated: {} bytes, the header is {}", map.size(), kShardFixedHeaderBytes + tokenizer_bytes));
     info.tokenizer.assign(reinterpret_cast<const char*>(p + kShardFixedHeaderBytes), tokenizer_bytes);
 
     const auto l = shard_layout(info);
     if (!l) bad("size fields inconsistent: the header's counts overflow 64 bits");
     layout = *l;
-    if (map.size < layout.file_bytes)
-      bad(fmt::format("truncated or size fields inconsistent: the header describes {} bytes, the file has {}", layout.file_bytes, map.size));
-    if (map.size > layout.file_bytes)
-      bad(fmt::format("size fields inconsistent with file size: the header describes {} bytes, the file has {}", layout.file_bytes, map.size));
+    if (map.size() < layout.file_bytes)
+      bad(fmt::format("truncated or size fields inconsistent: the header describes {} bytes, the file has {}", layout.file_bytes, map.size()));
+    if (map.size() > layout.file_bytes)
+      bad(fmt::format("size fields inconsistent with file size: the header describes {} bytes, the file has {}", layout.file_bytes, map.size()));
   }
 
   void check_footer() const {
-    const auto* footer = map.data + layout.footer;
+    const auto* footer = map.data() + layout.footer;
     if (std::memcmp(footer + 8, kShardEndMagic, 8) != 0) bad("bad end magic (the file was cut short or overwritten)");
     const auto stored = get<std::uint64_t>(footer);
-    const auto actual = XXH64(map.data, layout.footer, 0);
+    const auto actual = XXH64(map.data(), layout.footer, 0);
     if (stored != actual) bad(fmt::format("checksum mismatch: stored xxh64 {:016x}, contents hash to {:016x}; the file is corrupt", stored, actual));
   }
 
@@ -140,12 +109,12 @@ struct ShardReader::State {
   void check_padding() const {
     const auto zero = [&](std::uint64_t from, std::uint64_t to, const char* what) {
       for (auto i = from; i < to; ++i)
-        if (map.data[i] != 0) bad(fmt::format("nonzero padding after the {}", what));
+        if (map.data()[i] != 0) bad(fmt::format("nonzero padding after the {}", what));
     };
     zero(kShardFixedHeaderBytes + info.tokenizer.size(), layout.tokens, "header");
     zero(layout.tokens + info.tokens * info.token_bytes, layout.loss_mask, "tokens");
     const auto mask_end = layout.loss_mask + info.tokens / 8;
-    if (info.tokens % 8 != 0 && (map.data[mask_end] >> (info.tokens % 8)) != 0) bad("nonzero unused bits after the loss mask");
+    if (info.tokens % 8 != 0 && (map.data()[mask_end] >> (info.tokens % 8)) != 0) bad("nonzero unused bits after the loss mask");
     zero(mask_end + (info.tokens % 8 != 0 ? 1 : 0), layout.row_docs, "loss mask");
   }
 
