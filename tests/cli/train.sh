@@ -107,7 +107,7 @@ run bf16 "$recipe" "${tiny[@]}" output.dir="$tmp/e" train.precision=bf16-mixed
 check "bf16 on the CPU exits 2 naming train.precision" test "$rc" -eq 2
 check "... with an error naming train.precision" grep -q "^train: error: .*train.precision: the CPU backend trains in fp32" "$tmp/bf16.err"
 
-run nan "$recipe" "${tiny[@]}" output.dir="$tmp/f" optim.lr=1e12 optim.grad_clip=0 train.steps=20
+run nan "$recipe" "${tiny[@]}" output.dir="$tmp/f" optim.lr=1e12 optim.grad_clip=0 train.steps=20 --quiet
 check "a diverging run stops with exit 1" test "$rc" -eq 1
 check "... naming the step" one_error_line nan "step [0-9]*: the loss is nan: stopping"
 
