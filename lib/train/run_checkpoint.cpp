@@ -39,7 +39,7 @@ void write_tensors(const std::string& path, const Weights& w, const std::vector<
 void read_tensors(const SafetensorsFile& f, Weights& w, std::vector<float>& flat, const std::string& prefix) {
   for (std::size_t i = 0; i < w.table().size(); ++i) {
     const ParamTensor& t = w.table()[i];
-    f.read_f32(prefix + t.name, flat.data() + w.offset(i), t.numel());
+    f.read_f32(prefix + t.name, t.shape, flat.data() + w.offset(i));
   }
 }
 
@@ -150,11 +150,16 @@ std::vector<std::string> load_weights(const std::string& path, Weights& w, Backe
   std::set<std::string> known;
   for (std::size_t i = 0; i < w.table().size(); ++i) {
     const ParamTensor& t = w.table()[i];
-    known.insert(t.name);
-    if (!f.find(t.name))
+    // Checkpoints saved from the base model (GPT2Model, as openai-community/gpt2 is) lack the
+    // "transformer." / "model." prefix of the *ForCausalLM names.
+    std::string name = t.name;
+    if (!f.find(name) && name.find('.') != std::string::npos && f.find(name.substr(name.find('.') + 1)))
+      name = name.substr(name.find('.') + 1);
+    if (!f.find(name))
       throw InputError(SourceLoc{file, 0, 0}, t.name,
                        "missing: the file does not hold this parameter of the model (is it the same architecture?)");
-    f.read_f32(t.name, flat.data() + w.offset(i), t.numel());
+    known.insert(name);
+    f.read_f32(name, t.shape, flat.data() + w.offset(i));
   }
   be.copy_from_host(w.params(), flat.data(), flat.size() * sizeof(float));
   std::vector<std::string> extra;

@@ -3,12 +3,14 @@
 // model's gradient matches finite differences, and tracked memory peaks where the Plan says.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "model_support.hpp"
 #include "optim/adamw.hpp"
+#include "model/safetensors.hpp"
 #include "train/run_checkpoint.hpp"
 
 using namespace llmlab;
@@ -192,5 +194,30 @@ TEST_CASE("model: the checkpoint config.json describes the same model to a Huggi
     CHECK(back.model.head_dim == r.model.head_dim);
     CHECK(back.model.tie_embeddings == r.model.tie_embeddings);
     CHECK(count_parameters(back.model).total == count_parameters(r.model).total);
+  }
+}
+
+TEST_CASE("model: init-from loads Hugging Face names with or without the base-model prefix") {
+  for (const char* arch : {"gpt2", "llama"}) {
+    TestModel source(small_recipe(arch, {"train.seed=5"}));
+    const Weights& w = source.model.weights();
+    // As openai-community/gpt2 stores them: "h.0.ln_1.weight", not "transformer.h.0.ln_1.weight".
+    std::vector<TensorToWrite> stripped;
+    for (std::size_t i = 0; i < w.table().size(); ++i) {
+      const std::string& name = w.table()[i].name;
+      const std::string short_name = name.find('.') != std::string::npos && name.rfind("lm_head", 0) != 0
+                                         ? name.substr(name.find('.') + 1)
+                                         : name;
+      stripped.push_back({short_name, "F32", w.table()[i].shape, w.params() + w.offset(i)});
+    }
+    stripped.push_back({"h.0.attn.masked_bias", "F32", {1}, w.params()});  // an extra tensor: ignored
+    const std::string path = write_temp(std::string("stripped-") + arch + ".safetensors", "");
+    write_safetensors(path, stripped);
+    TestModel target(small_recipe(arch, {"train.seed=6"}));
+    const auto extra = load_weights(path, target.model.weights(), target.backend);
+    CAPTURE(arch);
+    CHECK(extra.size() == 1);
+    const Weights& t = target.model.weights();
+    CHECK(std::equal(t.params(), t.params() + t.numel(), w.params()));
   }
 }
