@@ -5,13 +5,8 @@ set -u
 bin="$1/pack-data"
 src="$2"
 recipe="$src/recipes/tiny/pack_cpu.yaml"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-check() {  # DESCRIPTION COMMAND...: the command must succeed
-  local what="$1"; shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
+# shellcheck source=support/harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/support/harness.sh"
 run() {  # NAME ARGS...: exit code in $rc, output in $tmp/NAME.{out,err}
   local name="$1"; shift
   "$bin" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
