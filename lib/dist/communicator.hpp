@@ -1,0 +1,124 @@
+// The communicator ranks use to exchange fp32 buffers: all-reduce, reduce-scatter,
+// all-gather, broadcast, barrier, each blocking or asynchronous (a CommHandle to wait on, so
+// communication overlaps compute), plus the start-up checks and failure handling of a
+// distributed run. Backends: single process (copies and no-ops) and MPI (OpenMPI, CPU host
+// memory); NCCL is a later step behind the same interface.
+//
+// Contract, as for MPI: every rank issues the same collectives in the same order with the same
+// sizes. Pointers are the op backend's device pointers (host memory for the CPU backend).
+//
+// Determinism: sums are computed by this library, not by MPI's reduction algorithms. Data
+// move with all-to-all / all-gather (exact copies); each rank adds the contributions for the
+// elements it owns in rank order 0, 1, ..., W-1. So every rank gets the same bits, the bits do
+// not depend on timing or MPI's algorithm choice, and all_reduce_sum equals reduce_scatter_sum
+// followed by all_gather bit for bit (ZeRO stage 0 and stages 1-3 see the same gradients).
+//
+// ZeRO layout: a flat buffer of n elements is split into W shards of shard_elements(n, W) =
+// ceil(n / W) elements, rank r owning [r * shard, (r + 1) * shard); the tail of the last
+// shard(s) is padding the caller allocates (and zeroes) in buffers of W * shard elements.
+//
+// Failures: a collective not complete within the timeout, an MPI error or a mismatch in
+// check_same throws Error naming rank and host. After a timeout or MPI error the communicator
+// is failed(): later calls throw, and the app should call abort() (MPI_Abort: every rank of
+// the job ends, none hangs); a failed communicator destroyed without abort() aborts then.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dist/launch.hpp"
+
+namespace llmlab {
+
+// ceil(n / world): elements per rank when a flat buffer of n elements is sharded.
+inline std::int64_t shard_elements(std::int64_t n, int world) { return (n + world - 1) / world; }
+
+// An asynchronous collective in flight. The output buffers (and the input, for all-gather and
+// reduce-scatter) must stay untouched until wait() returns or test() returns true. A handle
+// must not outlive its communicator; destroying an unfinished handle waits for it (errors are
+// then left to the communicator's failed() state). Default-constructed: already complete.
+class CommHandle {
+ public:
+  class Op {
+   public:
+    virtual ~Op() = default;
+    virtual bool test() = 0;  // drives progress; true once complete
+    virtual void wait() = 0;  // until complete; throws Error on failure or timeout
+  };
+
+  CommHandle() = default;
+  explicit CommHandle(std::unique_ptr<Op> op) : op_(std::move(op)) {}
+
+  // Drive progress without blocking (MPI progresses non-blocking collectives only inside MPI
+  // calls: calling test() between chunks of compute keeps large transfers moving).
+  bool test() { return !op_ || op_->test(); }
+  void wait() {
+    if (op_) op_->wait();
+    op_.reset();
+  }
+
+ private:
+  std::unique_ptr<Op> op_;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  virtual const char* backend() const = 0;  // "single" | "mpi"
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual const std::string& host() const = 0;  // this rank's host name
+  virtual std::string host_of(int rank) const = 0;
+  virtual double timeout_seconds() const = 0;
+  virtual bool failed() const = 0;  // a collective timed out or MPI failed: abort() next
+
+  // --- asynchronous fp32 collectives --------------------------------------------------------
+  // x[n] = sum over ranks of x[n], in place.
+  virtual CommHandle all_reduce_sum_async(float* x, std::int64_t n) = 0;
+  // out[shard] = sum over ranks r of in[rank * shard + i]; in is [world * shard]. out may be
+  // in + rank * shard.
+  virtual CommHandle reduce_scatter_sum_async(const float* in, float* out, std::int64_t shard) = 0;
+  // out[r * shard + i] = in[i] of rank r; out is [world * shard]. in may be out + rank * shard.
+  virtual CommHandle all_gather_async(const float* in, float* out, std::int64_t shard) = 0;
+  // x[n] = x[n] of rank root.
+  virtual CommHandle broadcast_async(float* x, std::int64_t n, int root) = 0;
+
+  // --- blocking forms -------------------------------------------------------------------
+  void all_reduce_sum(float* x, std::int64_t n) { all_reduce_sum_async(x, n).wait(); }
+  void reduce_scatter_sum(const float* in, float* out, std::int64_t shard) {
+    reduce_scatter_sum_async(in, out, shard).wait();
+  }
+  void all_gather(const float* in, float* out, std::int64_t shard) { all_gather_async(in, out, shard).wait(); }
+  void broadcast(float* x, std::int64_t n, int root) { broadcast_async(x, n, root).wait(); }
+  virtual void barrier() = 0;
+
+  // Host scalars (loss sums, token counts, squared gradient norms), deterministic like the
+  // fp32 sums. max propagates NaN.
+  virtual void all_reduce_sum_f64(double* x, std::int64_t n) = 0;
+  virtual void all_reduce_max_f64(double* x, std::int64_t n) = 0;
+
+  // Every rank passes a hash of the same thing (resolved recipe, data manifest); when they
+  // differ, every rank throws the same Error naming what, and which ranks on which hosts hold
+  // which hash.
+  virtual void check_same(const std::string& what, std::uint64_t hash) = 0;
+
+  // End the whole job now: print message on stderr, then MPI_Abort (so no rank waits on this
+  // one). For the single backend: print and exit(1). Never returns.
+  [[noreturn]] virtual void abort(const std::string& message) = 0;
+};
+
+// Single process when world_size is 1; MPI when launched by mpirun (or srun with PMIx) with
+// OpenMPI, checking that MPI's rank and size agree with the launch environment. A
+// torchrun-style launch without MPI variables throws (launch with mpirun or srun; NCCL over
+// TCP is a later step). timeout_seconds bounds every collective, counted from wait().
+std::unique_ptr<Communicator> make_communicator(const LaunchInfo& info, double timeout_seconds);
+
+std::unique_ptr<Communicator> make_single_communicator(double timeout_seconds);
+std::unique_ptr<Communicator> make_mpi_communicator(const LaunchInfo& info, double timeout_seconds);
+
+}  // namespace llmlab

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The communicator under a real launcher: comm-check with mpirun -np 2 and -np 4 (every
+# collective, overlap, bitwise determinism), then the failure paths, each of which must end
+# every rank with a clear error and a non-zero exit within a bounded time, never a hang:
+# a recipe-hash mismatch, a rank that dies, a rank that stalls past the timeout. Also the
+# single-process fallback and the torchrun-style launch that MPI cannot join.
+# Usage: bash dist.sh BIN_DIR SOURCE_DIR
+set -u
+bin="$1"
+if ! command -v mpirun >/dev/null 2>&1; then
+  echo "SKIP: mpirun not found (install OpenMPI to run the distributed tests)"
+  exit 0
+fi
+[ -x "$bin/comm-check" ] || { echo "FAIL: $bin/comm-check is missing"; exit 1; }
+# shellcheck source=support/harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/support/harness.sh"
+# CI runs as root in a container on 2 cores: OpenMPI refuses root without the flag, and more
+# ranks than cores without --oversubscribe. No binding: 4 ranks pinned to 2 cores crawl.
+# OpenMPI 5 (PRRTE) reads the PRTE_ variables instead of the OMPI_ ones.
+export OMPI_MCA_rmaps_base_oversubscribe=1 PRTE_MCA_rmaps_default_mapping_policy=:oversubscribe
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Under the asan preset, leak detection is off for these runs (ASan's memory-error checks
+# stay on): OpenMPI unloads its dlopen'd components at MPI_Finalize, so the allocations they
+# keep are reported from "<unknown module>" and cannot be suppressed by library name.
+export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+mpi=(mpirun --oversubscribe --bind-to none)
+[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
+run() {  # NAME NP ARGS...: exit code in $rc, seconds in $secs, output in $tmp/NAME.{out,err}
+  local name="$1" np="$2"; shift 2
+  local t0; t0=$(date +%s%N)
+  timeout 60 "${mpi[@]}" -np "$np" "$bin/comm-check" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+  rc=$?
+  secs=$(( ($(date +%s%N) - t0) / 1000000 ))
+  secs="$((secs / 1000)).$(printf %03d $((secs % 1000)))"
+  echo "   $name: -np $np $* -> exit $rc in ${secs} s"
+}
+show() { sed 's/^/   | /' "$tmp/$1.out" "$tmp/$1.err" | grep -v '^   | *$' | head -n "${2:-20}"; }
+failed_within() {  # NAME: non-zero exit, not killed by `timeout`
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]
+}
+
+for np in 2 4; do
+  run "np$np" "$np" --timeout 30
+  check "-np $np: every collective, overlap and determinism" \
+    eval '[ "$rc" -eq 0 ] && grep -q "world $np on .* 0 failures" "$tmp/np$np.out"'
+  [ "$rc" -eq 0 ] && show "np$np" 4 || show "np$np"
+done
+
+run mismatch 4 --timeout 20 --mismatch-rank 1
+check "recipe mismatch: non-zero exit" failed_within
+check "recipe mismatch: every rank names rank 1 and its host" eval \
+  '[ "$(grep -c "comm-check: error: rank [0-3] on .*: recipe hash differs across ranks: ranks 0,2-3 on .* have 000000005eed5eed; rank 1 on .* has 0000000badc0ffee" "$tmp/mismatch.err")" -eq 4 ]'
+show mismatch 4
+
+# A rank exits without MPI_Finalize: OpenMPI's mpirun ends the job itself, or (when it does
+# not) the survivors' collective times out. Either way: bounded, non-zero, explained.
+run die 4 --timeout 5 --die-rank 1
+check "dead rank: non-zero exit within the timeout" eval 'failed_within && [ "${secs%.*}" -lt 30 ]'
+check "dead rank: the failure is named" \
+  grep -Eq "did not complete in 5 s \(a rank died or diverged\)|exited on signal|non-zero status|exiting improperly" \
+  "$tmp/die.err"
+show die 8
+# The same with mpirun told to keep the job (as a launcher without that reflex would): the
+# survivors' own timeout must end them.
+mpi+=(--mca orte_abort_on_non_zero_status 0)
+run die_kept 4 --timeout 5 --die-rank 1
+check "dead rank, job kept: non-zero exit within the timeout" eval 'failed_within && [ "${secs%.*}" -lt 30 ]'
+check "dead rank, job kept: survivors time out naming rank and host" \
+  grep -Eq "comm-check: error: rank [023] on [^:]+: check_same\(recipe hash\) did not complete in 5 s \(a rank died or diverged\)" \
+  "$tmp/die_kept.err"
+show die_kept 6
+
+# A rank alive but stuck: only the timeout can see it. The survivors time out, name the
+# collective, rank and host, and MPI_Abort the job.
+run stall 4 --timeout 3 --stall-rank 2
+check "stalled rank: non-zero exit within the timeout" eval 'failed_within && [ "${secs%.*}" -lt 30 ]'
+check "stalled rank: rank and host named, timeout explained" \
+  grep -Eq "comm-check: error: rank [013] on [^:]+: check_same\(recipe hash\) did not complete in 3 s \(a rank died or diverged\)" \
+  "$tmp/stall.err"
+show stall 6
+
+# Without a launcher: one process, the single backend.
+"$bin/comm-check" --timeout 5 >"$tmp/single.out" 2>&1
+rc=$?
+check "single process without mpirun" eval '[ "$rc" -eq 0 ] && grep -q "single world 1 .* 0 failures" "$tmp/single.out"'
+# torchrun-style variables only: MPI cannot join that rendezvous; say how to launch instead.
+env RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 \
+  "$bin/comm-check" >"$tmp/torchrun.out" 2>&1
+rc=$?
+check "torchrun-style env without MPI: clear error" \
+  eval '[ "$rc" -ne 0 ] && grep -q "launch with \`mpirun -np 2\` or \`srun --mpi=pmix -n 2\`" "$tmp/torchrun.out"'
+
+[ "$failures" -eq 0 ] && echo "dist: all checks passed" || echo "dist: $failures check(s) failed"
+[ "$failures" -eq 0 ]
