@@ -25,6 +25,11 @@ void require_model(const Recipe& r) {
                      "no model: add `defaults: [models/<preset>.yaml]`, a model section, or model.hf_config");
 }
 
+SourceLoc Recipe::locate(const std::string& key) const {
+  const SourceLoc w = where(key);
+  return w.known() ? w : SourceLoc{path, 0, 0};
+}
+
 SourceLoc Recipe::where(const std::string& key) const {
   auto it = sources.find(key);
   return it == sources.end() ? SourceLoc{} : it->second;
@@ -58,14 +63,8 @@ std::string section_of(const std::string& key) { return key.substr(0, key.find('
   throw InputError(entry.where, key, msg);
 }
 
-// Where to point for a problem involving `key`; falls back to the recipe file itself.
-SourceLoc locate(const Recipe& r, const std::string& key) {
-  const SourceLoc w = r.where(key);
-  return w.known() ? w : SourceLoc{r.path, 0, 0};
-}
-
 void warn(Recipe& r, const std::string& key, const std::string& what) {
-  const SourceLoc w = locate(r, key);
+  const SourceLoc w = r.locate(key);
   r.warnings.push_back(fmt::format("{}: {}: {}", w.str(), key, what));
 }
 
@@ -76,7 +75,7 @@ void resolve_model(Recipe& r) {
     throw InputError(SourceLoc{r.path, 0, 0}, "model",
                      "incomplete model: vocab_size, hidden_size, num_layers and num_heads are required");
   if (!r.is_set("model.intermediate_size") && !m.is_moe())
-    throw InputError(locate(r, "model.hidden_size"), "model.intermediate_size", "missing: the MLP width is required");
+    throw InputError(r.locate("model.hidden_size"), "model.intermediate_size", "missing: the MLP width is required");
   if (m.is_mla()) {
     m.num_kv_heads = m.num_heads;  // MLA expands the latent to full heads
   } else if (m.num_kv_heads == 0) {
@@ -84,39 +83,39 @@ void resolve_model(Recipe& r) {
   }
   if (m.head_dim == 0) {
     if (m.hidden_size % m.num_heads != 0)
-      throw InputError(locate(r, "model.num_heads"), "model.num_heads",
+      throw InputError(r.locate("model.num_heads"), "model.num_heads",
                        fmt::format("num_heads ({}) does not divide hidden_size ({}); set model.head_dim to allow it",
                                    m.num_heads, m.hidden_size));
     m.head_dim = m.hidden_size / m.num_heads;
   }
   if (m.num_heads % m.num_kv_heads != 0)
-    throw InputError(locate(r, "model.num_kv_heads"), "model.num_kv_heads",
+    throw InputError(r.locate("model.num_kv_heads"), "model.num_kv_heads",
                      fmt::format("num_kv_heads ({}) must divide num_heads ({})", m.num_kv_heads, m.num_heads));
   if (m.is_moe()) {
     if (m.moe.expert_intermediate_size == 0)
-      throw InputError(locate(r, "model.moe.num_experts"), "model.moe.expert_intermediate_size",
+      throw InputError(r.locate("model.moe.num_experts"), "model.moe.expert_intermediate_size",
                        "required when model.moe.num_experts > 0");
     if (m.moe.top_k < 1 || m.moe.top_k > m.moe.num_experts)
-      throw InputError(locate(r, "model.moe.top_k"), "model.moe.top_k",
+      throw InputError(r.locate("model.moe.top_k"), "model.moe.top_k",
                        fmt::format("must be in [1, num_experts = {}] (got {})", m.moe.num_experts, m.moe.top_k));
     if (m.moe.first_dense_layers > 0 && m.intermediate_size == 0)
-      throw InputError(locate(r, "model.moe.first_dense_layers"), "model.intermediate_size",
+      throw InputError(r.locate("model.moe.first_dense_layers"), "model.intermediate_size",
                        "required for the dense layers before the first MoE layer");
   }
   if (m.is_mla() && (m.mla.qk_nope_head_dim <= 0 || m.mla.qk_rope_head_dim <= 0 || m.mla.v_head_dim <= 0))
-    throw InputError(locate(r, "model.mla.kv_lora_rank"), "model.mla",
+    throw InputError(r.locate("model.mla.kv_lora_rank"), "model.mla",
                      "multi-head latent attention needs qk_nope_head_dim, qk_rope_head_dim and v_head_dim");
   if (m.is_mla() && m.arch == Arch::gpt2)
-    throw InputError(locate(r, "model.mla.kv_lora_rank"), "model.mla", "latent attention needs arch: llama");
+    throw InputError(r.locate("model.mla.kv_lora_rank"), "model.mla", "latent attention needs arch: llama");
   if (m.is_moe() && m.arch == Arch::gpt2)
-    throw InputError(locate(r, "model.moe.num_experts"), "model.moe", "mixture of experts needs arch: llama");
+    throw InputError(r.locate("model.moe.num_experts"), "model.moe", "mixture of experts needs arch: llama");
   if (m.has_vision()) {
     const auto& v = m.vision;
     if (v.hidden_size <= 0 || v.num_heads <= 0 || v.intermediate_size <= 0)
-      throw InputError(locate(r, "model.vision.num_layers"), "model.vision",
+      throw InputError(r.locate("model.vision.num_layers"), "model.vision",
                        "a vision encoder needs hidden_size, num_heads and intermediate_size");
     if (v.hidden_size % v.num_heads != 0)
-      throw InputError(locate(r, "model.vision.num_heads"), "model.vision.num_heads",
+      throw InputError(r.locate("model.vision.num_heads"), "model.vision.num_heads",
                        fmt::format("num_heads ({}) does not divide hidden_size ({})", v.num_heads, v.hidden_size));
   }
 }
@@ -132,13 +131,13 @@ void resolve_settings(Recipe& r) {
     r.output.dir = (std::filesystem::absolute("runs") / (m.name.empty() ? "default" : m.name)).lexically_normal().string();
   if (r.train.precision == Precision::fp32) {
     if (r.is_set("train.grad_dtype") && r.train.grad_dtype == GradDtype::bf16)
-      throw InputError(locate(r, "train.grad_dtype"), "train.grad_dtype",
+      throw InputError(r.locate("train.grad_dtype"), "train.grad_dtype",
                        "bf16 gradients contradict train.precision: fp32");
     r.train.grad_dtype = GradDtype::fp32;
   }
   if (r.has_model() && r.data.packing_length > m.max_position_embeddings) {
     if (m.arch == Arch::gpt2)
-      throw InputError(locate(r, "data.packing_length"), "data.packing_length",
+      throw InputError(r.locate("data.packing_length"), "data.packing_length",
                        fmt::format("{} exceeds the learned position table (model.max_position_embeddings = {})",
                                    r.data.packing_length, m.max_position_embeddings));
     warn(r, "data.packing_length",
@@ -150,17 +149,17 @@ void resolve_settings(Recipe& r) {
                              static_cast<double>(r.train.gradient_accumulation_steps) *
                              static_cast<double>(r.dist.world_size);
   if (global_rows * static_cast<double>(r.data.packing_length) > 0x1p53)
-    throw InputError(locate(r, "train.micro_batch_size"), "train.micro_batch_size",
+    throw InputError(r.locate("train.micro_batch_size"), "train.micro_batch_size",
                      fmt::format("micro_batch_size x gradient_accumulation_steps x world_size x packing_length = "
                                  "{:.3g} tokens per step is beyond anything that can run",
                                  global_rows * static_cast<double>(r.data.packing_length)));
   if (r.data.vision_tokens > 0 && !m.has_vision())
-    throw InputError(locate(r, "data.vision_tokens"), "data.vision_tokens", "the model has no vision encoder");
+    throw InputError(r.locate("data.vision_tokens"), "data.vision_tokens", "the model has no vision encoder");
   if (r.data.vision_tokens % std::max<std::int64_t>(1, m.vision.merge) != 0)
-    throw InputError(locate(r, "data.vision_tokens"), "data.vision_tokens",
+    throw InputError(r.locate("data.vision_tokens"), "data.vision_tokens",
                      fmt::format("must be a multiple of model.vision.merge ({})", m.vision.merge));
   if (r.checkpointing.policy == CheckpointPolicy::every_k && r.checkpointing.every_k > m.num_layers)
-    throw InputError(locate(r, "checkpointing.every_k"), "checkpointing.every_k",
+    throw InputError(r.locate("checkpointing.every_k"), "checkpointing.every_k",
                      fmt::format("{} exceeds the model's {} layers", r.checkpointing.every_k, m.num_layers));
   if (r.zero.stage > 0 && r.dist.world_size == 1)
     warn(r, "zero.stage", fmt::format("ZeRO-{} on a single rank shards nothing (dist.world_size = 1)", r.zero.stage));
@@ -181,7 +180,7 @@ void resolve_settings(Recipe& r) {
   if (h.interconnect_gbps == 0) h.interconnect_gbps = cuda ? 100.0 : 10.0;
   if (h.runtime_overhead < 0) h.runtime_overhead = cuda ? static_cast<std::int64_t>(400 * MiB) : 0;
   if (h.allocator_reserve < 0) h.allocator_reserve = cuda ? 0.05 : 0.0;
-  if (h.mfu <= 0) throw InputError(locate(r, "hardware.mfu"), "hardware.mfu", "must be > 0");
+  if (h.mfu <= 0) throw InputError(r.locate("hardware.mfu"), "hardware.mfu", "must be > 0");
 }
 
 }  // namespace

@@ -23,6 +23,8 @@ struct Recipe : RunSettings {
 
   // Where `key` was set, or an empty location when it holds its default.
   SourceLoc where(const std::string& key) const;
+  // Where to point an error about `key`: where it was set, else the recipe file itself.
+  SourceLoc locate(const std::string& key) const;
   bool is_set(const std::string& key) const { return sources.count(key) != 0; }
   // Whether any model.* key was given (pack-data needs no model; memory-plan and train do).
   bool has_model() const;

@@ -12,15 +12,6 @@
 
 namespace llmlab {
 
-namespace {
-
-SourceLoc locate(const Recipe& r, const std::string& key) {
-  const SourceLoc w = r.where(key);
-  return w.known() ? w : SourceLoc{r.path, 0, 0};
-}
-
-}  // namespace
-
 ShardSet open_shards(const Recipe& recipe, const std::vector<std::string>& paths, const std::string& key) {
   namespace fs = std::filesystem;
   ShardSet set;
@@ -32,11 +23,11 @@ ShardSet open_shards(const Recipe& recipe, const std::vector<std::string>& paths
     } else if (fs::exists(p, ec)) {
       set.files.push_back(p);
     } else {
-      throw InputError(locate(recipe, key), key, fmt::format("'{}' does not exist (expected a pack-data output directory or a shard file)", p));
+      throw InputError(recipe.locate(key), key, fmt::format("'{}' does not exist (expected a pack-data output directory or a shard file)", p));
     }
   }
   if (set.files.empty())
-    throw InputError(locate(recipe, key), key, "no shards: point it at a pack-data output directory (see pack-data --help)");
+    throw InputError(recipe.locate(key), key, "no shards: point it at a pack-data output directory (see pack-data --help)");
   for (std::size_t i = 0; i < set.files.size(); ++i) {
     const ShardReader reader(set.files[i]);  // verifies magic, sizes and checksum
     const ShardInfo& info = reader.info();
@@ -65,20 +56,20 @@ void check_shards_fit(const Recipe& recipe, const ShardSet& shards, const std::s
                                  "vocabulary)",
                                  info.tokenizer, info.vocab_size, recipe.model.vocab_size));
   if (static_cast<std::int64_t>(info.packing_length) != recipe.data.packing_length)
-    throw InputError(locate(recipe, "data.packing_length"), "data.packing_length",
+    throw InputError(recipe.locate("data.packing_length"), "data.packing_length",
                      fmt::format("is {} but {} holds rows of {} tokens: set data.packing_length={} or re-pack",
                                  recipe.data.packing_length, first, info.packing_length, info.packing_length));
   if (recipe.is_set("data.tokenizer")) {
     const std::string& spec = recipe.data.tokenizer;
     const auto tokenizer = spec == "byte" ? make_byte_tokenizer() : load_hf_tokenizer(spec);
     if (tokenizer->identity() != info.tokenizer)
-      throw InputError(locate(recipe, "data.tokenizer"), "data.tokenizer",
+      throw InputError(recipe.locate("data.tokenizer"), "data.tokenizer",
                        fmt::format("is '{}' ({}) but {} was packed with '{}'", spec, tokenizer->identity(), first,
                                    info.tokenizer));
   }
   const std::uint64_t need = static_cast<std::uint64_t>(recipe.train.micro_batch_size * recipe.dist.world_size);
   if (shards.rows < need)
-    throw InputError(locate(recipe, "train.micro_batch_size"), "train.micro_batch_size",
+    throw InputError(recipe.locate("train.micro_batch_size"), "train.micro_batch_size",
                      fmt::format("one micro-batch needs {} rows ({} per rank x {} ranks) but {} has only {}", need,
                                  recipe.train.micro_batch_size, recipe.dist.world_size,
                                  shards.files.size() == 1 ? first : fmt::format("the {} shards", shards.files.size()),

@@ -41,10 +41,6 @@ extern "C" void on_sigint(int) {
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
 }
 
-SourceLoc locate(const Recipe& r, const std::string& key) {
-  const SourceLoc w = r.where(key);
-  return w.known() ? w : SourceLoc{r.path, 0, 0};
-}
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -163,7 +159,7 @@ class Progress {
 void check_trainable(const Recipe& r) {
   const ModelSpec& m = r.model;
   auto refuse = [&](const std::string& key, const std::string& what) {
-    throw InputError(locate(r, key), key, what);
+    throw InputError(r.locate(key), key, what);
   };
   if (m.is_moe()) refuse("model.moe.num_experts", "train does not implement mixture-of-experts layers yet");
   if (m.is_mla()) refuse("model.mla.kv_lora_rank", "train does not implement multi-head latent attention yet");
@@ -206,10 +202,10 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
   store.check_writable();
   const auto latest = store.latest();
   if (o.resume && !latest)
-    throw InputError(locate(recipe, "output.dir"), "output.dir",
+    throw InputError(recipe.locate("output.dir"), "output.dir",
                      fmt::format("--resume: no checkpoint in {}/checkpoints to resume from", run.output.dir));
   if (!o.resume && latest)
-    throw InputError(locate(recipe, "output.dir"), "output.dir",
+    throw InputError(recipe.locate("output.dir"), "output.dir",
                      fmt::format("{} already holds checkpoints (latest: step {}): pass --resume to continue that run, "
                                  "or choose another output.dir",
                                  run.output.dir, latest->first));
@@ -242,7 +238,7 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
     }
   }
   if (state.step >= run.train.steps)
-    throw InputError(locate(recipe, "train.steps"), "train.steps",
+    throw InputError(recipe.locate("train.steps"), "train.steps",
                      fmt::format("is {} but the checkpoint already completed step {}: raise train.steps to train further",
                                  run.train.steps, state.step));
 
