@@ -15,7 +15,9 @@
 //
 // ZeRO layout: a flat buffer of n elements is split into W shards of shard_elements(n, W) =
 // ceil(n / W) elements, rank r owning [r * shard, (r + 1) * shard); the tail of the last
-// shard(s) is padding the caller allocates (and zeroes) in buffers of W * shard elements.
+// shard(s) is padding the caller allocates (and zeroes) in buffers of W * shard elements. A
+// sub-range [a, b) of that buffer meets the shards unevenly: the _v collectives take one count
+// per rank (block r = [a, b) intersected with shard r), so the blocks concatenate to [a, b).
 //
 // Failures: a collective not complete within the timeout, an MPI error or a mismatch in
 // check_same throws Error naming rank and host. After a timeout or MPI error the communicator
@@ -23,9 +25,11 @@
 // the job ends, none hangs); a failed communicator destroyed without abort() aborts then.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dist/launch.hpp"
 
@@ -62,6 +66,16 @@ class CommHandle {
   std::unique_ptr<Op> op_;
 };
 
+// Where the MPI backend's communication scratch comes from, so a caller can count it in its own
+// memory accounting. allocate returns memory aligned for double; release gets back exactly the
+// pointers allocate returned. The communicator does not pool in this mode (the allocator may).
+class ScratchAllocator {
+ public:
+  virtual ~ScratchAllocator() = default;
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void release(void* p) = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -96,6 +110,46 @@ class Communicator {
   void all_gather(const float* in, float* out, std::int64_t shard) { all_gather_async(in, out, shard).wait(); }
   void broadcast(float* x, std::int64_t n, int root) { broadcast_async(x, n, root).wait(); }
   virtual void barrier() = 0;
+
+  // --- variable-count fp32 collectives (ZeRO sub-ranges) --------------------------------------
+  // counts[r] >= 0 elements in block r, counts.size() == world, the same on every rank; block r
+  // starts at displacement counts[0] + ... + counts[r-1]. Throws Error (before any communication)
+  // on a bad size, a negative count, or totals beyond MPI's int counts. All counts 0: no-op.
+  //
+  // in is the W blocks; out[counts[rank]] = sum over ranks q, in rank order 0..W-1, of block
+  // `rank` of q's in: the same bits all_reduce_sum gives for those elements. accumulate: out[i] +=
+  // that sum (formed first, then added once). Without accumulate, out may be in + displacement
+  // of block `rank`.
+  virtual CommHandle reduce_scatter_sum_v_async(const float* in, const std::vector<std::int64_t>& counts, float* out,
+                                                bool accumulate) = 0;
+  // out = the blocks of every rank in rank order, rank r's in[counts[r]] at displacement r. in
+  // may be out + displacement of block `rank`.
+  virtual CommHandle all_gather_v_async(const float* in, const std::vector<std::int64_t>& counts, float* out) = 0;
+  void reduce_scatter_sum_v(const float* in, const std::vector<std::int64_t>& counts, float* out, bool accumulate) {
+    reduce_scatter_sum_v_async(in, counts, out, accumulate).wait();
+  }
+  void all_gather_v(const float* in, const std::vector<std::int64_t>& counts, float* out) {
+    all_gather_v_async(in, counts, out).wait();
+  }
+
+  // Bytes this rank has received from other ranks in the fp32 and f64 collectives so far,
+  // counted when each starts (benchmarks: traffic per training step). Per op, with W ranks,
+  // S = ceil(n / W) and m = this rank's block (min(S, n - rank * S), at least 0):
+  //   all_reduce of n: (W - 1) * m + (n - m) elements (its block from every other rank, then the
+  //     other blocks); reduce_scatter: (W - 1) * shard; reduce_scatter_v: (W - 1) * counts[rank];
+  //   all_gather: (W - 1) * shard; all_gather_v: sum of counts - counts[rank]; broadcast: n off
+  //     the root, 0 on it. barrier and check_same are not counted. Always 0 for the single backend.
+  virtual std::int64_t traffic_bytes() const = 0;
+
+  // Scratch: nullptr (the default) uses the communicator's own pool (recycled, so steady-state
+  // steps do not allocate); otherwise every scratch buffer comes from a, held only while its op
+  // needs it and released to a then. Scratch held by an op in flight, with m as above:
+  //   all_reduce of n (fp32 or f64): W * m elements, released after the local sum (before the
+  //     gather phase); reduce_scatter: W * shard; reduce_scatter_v: W * counts[rank] floats; the
+  //     other collectives: none.
+  // Change it only with no collective in flight (throws Error otherwise); a must outlive every
+  // op started while it is set. The single backend needs no scratch and ignores it.
+  virtual void set_scratch_allocator(ScratchAllocator* a) = 0;
 
   // Host scalars (loss sums, token counts, squared gradient norms), deterministic like the
   // fp32 sums. max propagates NaN.

@@ -23,6 +23,7 @@
 #include <deque>
 #include <map>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
@@ -66,6 +67,20 @@ struct Max {  // NaN wins, so a NaN gradient norm is never hidden
 };
 
 class MpiCommunicator;
+
+// The per-rank counts of a _v collective as MPI ints, with their displacements.
+struct Blocks {
+  std::vector<int> counts, displs;
+  int total = 0;
+};
+
+// Elements rank `me` receives from the others in an all-reduce of n: its block of
+// ceil(n / W) from each of the W - 1 others, then every block but its own.
+std::int64_t all_reduce_received(std::int64_t n, int W, int me) {
+  const std::int64_t shard = shard_elements(n, W);
+  const std::int64_t mine = std::clamp<std::int64_t>(n - me * shard, 0, shard);
+  return (W - 1) * mine + (n - mine);
+}
 
 // One collective in flight: MPI requests in phases, local work between phases.
 class MpiOp {
@@ -114,6 +129,11 @@ class MpiCommunicator final : public Communicator {
   CommHandle reduce_scatter_sum_async(const float* in, float* out, std::int64_t shard) override;
   CommHandle all_gather_async(const float* in, float* out, std::int64_t shard) override;
   CommHandle broadcast_async(float* x, std::int64_t n, int root) override;
+  CommHandle reduce_scatter_sum_v_async(const float* in, const std::vector<std::int64_t>& counts, float* out,
+                                        bool accumulate) override;
+  CommHandle all_gather_v_async(const float* in, const std::vector<std::int64_t>& counts, float* out) override;
+  std::int64_t traffic_bytes() const override { return traffic_bytes_; }
+  void set_scratch_allocator(ScratchAllocator* a) override;
   void barrier() override;
   void all_reduce_sum_f64(double* x, std::int64_t n) override;
   void all_reduce_max_f64(double* x, std::int64_t n) override;
@@ -125,14 +145,17 @@ class MpiCommunicator final : public Communicator {
   [[noreturn]] void mpi_failed(int rc, const char* call, const char* file, int line);
   [[noreturn]] void fail(const std::string& message);
   void require_healthy() const;
-  CommHandle start(std::shared_ptr<MpiOp> op);
+  // received_bytes: what this op brings from other ranks, counted once it has started.
+  CommHandle start(std::shared_ptr<MpiOp> op, std::int64_t received_bytes = 0);
   void progress();
   bool test(MpiOp& op);
   void wait(MpiOp& op);
   int count(std::int64_t n, const std::string& what) const;
-  // Scratch buffers are recycled so steady-state steps do not allocate.
+  Blocks blocks(const std::vector<std::int64_t>& counts, const std::string& what) const;
+  // The pool, used when no ScratchAllocator is set: recycled so steady-state steps do not allocate.
   std::vector<std::byte> take_scratch(std::size_t bytes);
   void give_scratch(std::vector<std::byte> buffer);
+  ScratchAllocator* scratch_allocator() const { return scratch_allocator_; }
 
   MPI_Comm start_comm_ = MPI_COMM_NULL;
   MPI_Comm deferred_comm_ = MPI_COMM_NULL;
@@ -148,6 +171,8 @@ class MpiCommunicator final : public Communicator {
   std::string failure_;
   std::deque<std::shared_ptr<MpiOp>> queue_;  // unfinished collectives, oldest first
   std::vector<std::vector<std::byte>> free_scratch_;
+  ScratchAllocator* scratch_allocator_ = nullptr;
+  std::int64_t traffic_bytes_ = 0;
 };
 
 // The handle's view of an op: polling goes through the communicator (queue order).
@@ -169,22 +194,43 @@ class MpiHandleOp final : public CommHandle::Op {
   std::shared_ptr<MpiOp> op_;
 };
 
-// A typed scratch buffer borrowed from the communicator's pool.
+// A typed scratch buffer an op holds while in flight: from the caller's ScratchAllocator when
+// one is set, else borrowed from the communicator's pool. Empty buffers take nothing (a rank
+// whose block is empty receives nothing).
 template <class T>
 class Scratch {
  public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  // An op dropped unfinished (after a failure) still returns the caller's memory.
+  ~Scratch() {
+    if (external_) allocator_->release(external_);
+  }
   void take(MpiCommunicator& c, std::size_t n) {
-    bytes_ = c.take_scratch(n * sizeof(T));
-    data_ = reinterpret_cast<T*>(bytes_.data());
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes == 0) return;
+    allocator_ = c.scratch_allocator();
+    if (allocator_) {
+      external_ = allocator_->allocate(bytes);
+      if (!external_) throw Error(fmt::format("{}: the scratch allocator returned null for {} bytes", c.who(), bytes));
+      data_ = static_cast<T*>(external_);
+    } else {
+      pooled_ = c.take_scratch(bytes);
+      data_ = reinterpret_cast<T*>(pooled_.data());
+    }
   }
   void give(MpiCommunicator& c) {
-    c.give_scratch(std::move(bytes_));
+    if (external_) allocator_->release(std::exchange(external_, nullptr));
+    if (!pooled_.empty()) c.give_scratch(std::move(pooled_));
     data_ = nullptr;
   }
   T* data() const { return data_; }
 
  private:
-  std::vector<std::byte> bytes_;
+  ScratchAllocator* allocator_ = nullptr;
+  void* external_ = nullptr;
+  std::vector<std::byte> pooled_;
   T* data_ = nullptr;
 };
 
@@ -271,6 +317,62 @@ class ReduceScatterOp final : public MpiOp {
   float* out_;
   std::int64_t shard_;
   Scratch<float> scratch_;
+};
+
+// out[counts[me]] (+)= sum over ranks of block `me` of in: all-to-all of the uneven blocks,
+// then the same rank-order sum as ReduceScatterOp.
+class ReduceScatterVOp final : public MpiOp {
+ public:
+  ReduceScatterVOp(std::string what, const float* in, Blocks blocks, float* out, bool accumulate)
+      : MpiOp(std::move(what)), in_(in), out_(out), accumulate_(accumulate), send_(std::move(blocks)) {}
+  void begin(MpiCommunicator& c) override {
+    const std::size_t W = static_cast<std::size_t>(c.world_size());
+    len_ = send_.counts[static_cast<std::size_t>(c.rank())];
+    recv_counts_.assign(W, len_);
+    recv_displs_.resize(W);
+    for (std::size_t q = 0; q < W; ++q) recv_displs_[q] = static_cast<int>(q) * len_;
+    scratch_.take(c, W * static_cast<std::size_t>(len_));
+    LLMLAB_MPI_CHECK(c, MPI_Ialltoallv(in_, send_.counts.data(), send_.displs.data(), MPI_FLOAT, scratch_.data(),
+                                       recv_counts_.data(), recv_displs_.data(), MPI_FLOAT, c.start_comm_, &request_));
+  }
+  bool advance(MpiCommunicator& c) override {
+    const std::size_t W = static_cast<std::size_t>(c.world_size()), len = static_cast<std::size_t>(len_);
+    const float* s = scratch_.data();
+    for (std::size_t i = 0; i < len; ++i) {
+      float acc = s[i];
+      for (std::size_t q = 1; q < W; ++q) acc += s[q * len + i];
+      out_[i] = accumulate_ ? out_[i] + acc : acc;
+    }
+    scratch_.give(c);
+    return true;
+  }
+
+ private:
+  const float* in_;
+  float* out_;
+  bool accumulate_;
+  int len_ = 0;
+  Blocks send_;  // MPI reads the count arrays until the request completes
+  std::vector<int> recv_counts_, recv_displs_;
+  Scratch<float> scratch_;
+};
+
+class AllGatherVOp final : public MpiOp {
+ public:
+  AllGatherVOp(std::string what, const float* in, Blocks blocks, float* out)
+      : MpiOp(std::move(what)), in_(in), out_(out), recv_(std::move(blocks)) {}
+  void begin(MpiCommunicator& c) override {
+    const std::size_t me = static_cast<std::size_t>(c.rank());
+    const void* send = in_ == out_ + recv_.displs[me] ? MPI_IN_PLACE : static_cast<const void*>(in_);
+    LLMLAB_MPI_CHECK(c, MPI_Iallgatherv(send, recv_.counts[me], MPI_FLOAT, out_, recv_.counts.data(),
+                                        recv_.displs.data(), MPI_FLOAT, c.start_comm_, &request_));
+  }
+  bool advance(MpiCommunicator&) override { return true; }
+
+ private:
+  const float* in_;
+  float* out_;
+  Blocks recv_;
 };
 
 template <class T>
@@ -418,6 +520,31 @@ int MpiCommunicator::count(std::int64_t n, const std::string& what) const {
   return static_cast<int>(n);
 }
 
+Blocks MpiCommunicator::blocks(const std::vector<std::int64_t>& counts, const std::string& what) const {
+  if (counts.size() != static_cast<std::size_t>(world_))
+    throw Error(fmt::format("{}: {}: {} counts for a world of {}", who(), what, counts.size(), world_));
+  Blocks b;
+  std::int64_t total = 0;
+  for (std::int64_t n : counts) {
+    if (n < 0) throw Error(fmt::format("{}: {}: negative element count {}", who(), what, n));
+    b.displs.push_back(static_cast<int>(total));
+    b.counts.push_back(static_cast<int>(n));
+    total += n;
+    count(total, what);  // the total and every displacement are MPI ints; checked as they grow
+  }
+  b.total = static_cast<int>(total);
+  return b;
+}
+
+void MpiCommunicator::set_scratch_allocator(ScratchAllocator* a) {
+  if (!queue_.empty())
+    throw Error(fmt::format("{}: set_scratch_allocator with {} collective(s) in flight (wait for them first)", who(),
+                            queue_.size()));
+  scratch_allocator_ = a;
+  // Pooled buffers would be memory the caller's accounting cannot see.
+  if (a) free_scratch_ = {};
+}
+
 std::vector<std::byte> MpiCommunicator::take_scratch(std::size_t bytes) {
   auto it = std::find_if(free_scratch_.begin(), free_scratch_.end(),
                          [&](const std::vector<std::byte>& b) { return b.size() >= bytes; });
@@ -434,9 +561,10 @@ void MpiCommunicator::give_scratch(std::vector<std::byte> buffer) {
   if (!buffer.empty()) free_scratch_.push_back(std::move(buffer));
 }
 
-CommHandle MpiCommunicator::start(std::shared_ptr<MpiOp> op) {
+CommHandle MpiCommunicator::start(std::shared_ptr<MpiOp> op, std::int64_t received_bytes) {
   require_healthy();
   op->begin(*this);
+  traffic_bytes_ += received_bytes;
   queue_.push_back(op);
   progress();
   return CommHandle(std::make_unique<MpiHandleOp>(*this, std::move(op)));
@@ -485,38 +613,67 @@ void MpiCommunicator::wait(MpiOp& op) {
 
 CommHandle MpiCommunicator::all_reduce_sum_async(float* x, std::int64_t n) {
   if (n == 0) return {};
-  return start(std::make_shared<AllReduceOp<float, Sum>>(fmt::format("all_reduce of {} floats", n), x, n));
+  return start(std::make_shared<AllReduceOp<float, Sum>>(fmt::format("all_reduce of {} floats", n), x, n),
+               all_reduce_received(n, world_, rank_) * std::int64_t{sizeof(float)});
 }
 
 CommHandle MpiCommunicator::reduce_scatter_sum_async(const float* in, float* out, std::int64_t shard) {
   if (shard == 0) return {};
   return start(
-      std::make_shared<ReduceScatterOp>(fmt::format("reduce_scatter of {}x{} floats", world_, shard), in, out, shard));
+      std::make_shared<ReduceScatterOp>(fmt::format("reduce_scatter of {}x{} floats", world_, shard), in, out, shard),
+      (world_ - 1) * shard * std::int64_t{sizeof(float)});
 }
 
 CommHandle MpiCommunicator::all_gather_async(const float* in, float* out, std::int64_t shard) {
   if (shard == 0) return {};
   return start(
-      std::make_shared<AllGatherOp<float>>(fmt::format("all_gather of {}x{} floats", world_, shard), in, out, shard));
+      std::make_shared<AllGatherOp<float>>(fmt::format("all_gather of {}x{} floats", world_, shard), in, out, shard),
+      (world_ - 1) * shard * std::int64_t{sizeof(float)});
 }
 
 CommHandle MpiCommunicator::broadcast_async(float* x, std::int64_t n, int root) {
   if (root < 0 || root >= world_)
     throw Error(fmt::format("{}: broadcast root {} outside a world of {}", who(), root, world_));
   if (n == 0) return {};
-  return start(std::make_shared<BroadcastOp>(fmt::format("broadcast of {} floats from rank {}", n, root), x, n, root));
+  return start(std::make_shared<BroadcastOp>(fmt::format("broadcast of {} floats from rank {}", n, root), x, n, root),
+               rank_ == root ? 0 : n * std::int64_t{sizeof(float)});
+}
+
+CommHandle MpiCommunicator::reduce_scatter_sum_v_async(const float* in, const std::vector<std::int64_t>& counts,
+                                                       float* out, bool accumulate) {
+  Blocks b = blocks(counts, "reduce_scatter_v");
+  if (b.total == 0) return {};  // the same on every rank: counts are
+  // Rank r receives W blocks of counts[r]; every rank checks every rank's, so all refuse together.
+  for (std::int64_t n : counts) count(n * world_, "reduce_scatter_v's receive buffer");
+  const std::int64_t mine = counts[static_cast<std::size_t>(rank_)];
+  std::string what = fmt::format("reduce_scatter_v of {} floats", b.total);
+  return start(std::make_shared<ReduceScatterVOp>(std::move(what), in, std::move(b), out, accumulate),
+               (world_ - 1) * mine * std::int64_t{sizeof(float)});
+}
+
+CommHandle MpiCommunicator::all_gather_v_async(const float* in, const std::vector<std::int64_t>& counts, float* out) {
+  Blocks b = blocks(counts, "all_gather_v");
+  if (b.total == 0) return {};
+  const std::int64_t others = b.total - counts[static_cast<std::size_t>(rank_)];
+  std::string what = fmt::format("all_gather_v of {} floats", b.total);
+  return start(std::make_shared<AllGatherVOp>(std::move(what), in, std::move(b), out),
+               others * std::int64_t{sizeof(float)});
 }
 
 void MpiCommunicator::barrier() { start(std::make_shared<BarrierOp>()).wait(); }
 
 void MpiCommunicator::all_reduce_sum_f64(double* x, std::int64_t n) {
   if (n == 0) return;
-  start(std::make_shared<AllReduceOp<double, Sum>>(fmt::format("all_reduce of {} doubles", n), x, n)).wait();
+  start(std::make_shared<AllReduceOp<double, Sum>>(fmt::format("all_reduce of {} doubles", n), x, n),
+        all_reduce_received(n, world_, rank_) * std::int64_t{sizeof(double)})
+      .wait();
 }
 
 void MpiCommunicator::all_reduce_max_f64(double* x, std::int64_t n) {
   if (n == 0) return;
-  start(std::make_shared<AllReduceOp<double, Max>>(fmt::format("all_reduce max of {} doubles", n), x, n)).wait();
+  start(std::make_shared<AllReduceOp<double, Max>>(fmt::format("all_reduce max of {} doubles", n), x, n),
+        all_reduce_received(n, world_, rank_) * std::int64_t{sizeof(double)})
+      .wait();
 }
 
 void MpiCommunicator::check_same(const std::string& what, std::uint64_t hash) {

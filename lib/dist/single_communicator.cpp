@@ -53,6 +53,22 @@ class SingleCommunicator final : public Communicator {
     check_rank(root, "broadcast root");
     return {};
   }
+  CommHandle reduce_scatter_sum_v_async(const float* in, const std::vector<std::int64_t>& counts, float* out,
+                                        bool accumulate) override {
+    const std::int64_t n = check_counts(counts, "reduce_scatter_v");
+    if (!accumulate) {
+      copy(in, out, n);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) out[i] += in[i];
+    }
+    return {};
+  }
+  CommHandle all_gather_v_async(const float* in, const std::vector<std::int64_t>& counts, float* out) override {
+    copy(in, out, check_counts(counts, "all_gather_v"));
+    return {};
+  }
+  std::int64_t traffic_bytes() const override { return 0; }
+  void set_scratch_allocator(ScratchAllocator*) override {}
   void barrier() override {}
   void all_reduce_sum_f64(double*, std::int64_t n) override { check_count(n, "all_reduce_sum_f64"); }
   void all_reduce_max_f64(double*, std::int64_t n) override { check_count(n, "all_reduce_max_f64"); }
@@ -70,6 +86,12 @@ class SingleCommunicator final : public Communicator {
   }
   static void check_count(std::int64_t n, const char* what) {
     if (n < 0) throw Error(fmt::format("{}: negative element count {}", what, n));
+  }
+  // The one block's count.
+  static std::int64_t check_counts(const std::vector<std::int64_t>& counts, const char* what) {
+    if (counts.size() != 1) throw Error(fmt::format("{}: {} counts for a world of 1", what, counts.size()));
+    check_count(counts[0], what);
+    return counts[0];
   }
   static void check_rank(int r, const char* what) {
     if (r != 0) throw Error(fmt::format("{}: rank {} outside a world of 1", what, r));

@@ -162,6 +162,20 @@ std::string CheckpointStore::begin(std::int64_t step) {
   throw Error(fmt::format("{}: cannot create a unique temporary directory for {}", dir_, name));
 }
 
+std::string CheckpointStore::shared_tmp(std::int64_t step, const std::string& tag) const {
+  return tmp_path(checkpoint_step_name(step), "job-" + tag);
+}
+
+std::string CheckpointStore::begin_shared(std::int64_t step, const std::string& tag) {
+  const auto tmp = shared_tmp(step, tag);
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  if (::mkdir(tmp.c_str(), 0777) != 0)
+    throw Error(fmt::format("{}: cannot create a checkpoint directory: {}", tmp, describe(errno)));
+  open_.insert(tmp);
+  return tmp;
+}
+
 std::int64_t CheckpointStore::check_tmp(const std::string& tmp_dir, const char* what) const {
   const fs::path p(strip_slashes(tmp_dir));
   const auto step = parse_tmp_name(p.filename().string());

@@ -40,6 +40,11 @@ class CheckpointStore {
   // Creates a fresh, empty temporary directory for step `step` (>= 0) and returns its path;
   // the trainer writes its files there, then calls commit() or abort().
   std::string begin(std::int64_t step);
+  // The same with a name every rank of a job can compute (shared_tmp(step, tag)), so that all
+  // of them write their shards into it before one commits; a leftover of that name from a
+  // crashed run is removed first.
+  std::string begin_shared(std::int64_t step, const std::string& tag);
+  std::string shared_tmp(std::int64_t step, const std::string& tag) const;
   // Makes `tmp_dir` (from begin(step)) the checkpoint of `step`: fsyncs every file and
   // directory in it, renames it to <dir>/step_NNNNNNNN (atomically exchanging it with an
   // existing checkpoint of the same step where the filesystem supports it), fsyncs dir(), then

@@ -27,36 +27,48 @@ bool ends_segment(const Plan& plan, std::size_t i) {
   return i + 1 == plan.layers.size() || plan.layers[i + 1].segment != plan.layers[i].segment;
 }
 
-// Embedding, final norm and output projection weights.
+const char* token_embedding_name(const ModelSpec& m) {
+  return m.arch == Arch::gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
+}
+
+// Token and (GPT-2) position embeddings: the "embedding" unit.
+struct EmbeddingParams {
+  ParamSlice wte, wpe;
+};
+
+EmbeddingParams embedding_params(const Weights& w, const ModelSpec& m) {
+  return {w.get(token_embedding_name(m)), m.arch == Arch::gpt2 ? w.get("transformer.wpe.weight") : ParamSlice{}};
+}
+
+// Final norm and output projection (the tied token embedding, or lm_head): the "head" unit.
 struct HeadParams {
-  ParamSlice wte, wpe, norm_w, norm_b, lm_head;
+  ParamSlice norm_w, norm_b, lm_head;
 };
 
 HeadParams head_params(const Weights& w, const ModelSpec& m) {
   HeadParams h;
   if (m.arch == Arch::gpt2) {
-    h.wte = w.get("transformer.wte.weight");
-    h.wpe = w.get("transformer.wpe.weight");
     h.norm_w = w.get("transformer.ln_f.weight");
     h.norm_b = w.get("transformer.ln_f.bias");
   } else {
-    h.wte = w.get("model.embed_tokens.weight");
     h.norm_w = w.get("model.norm.weight");
   }
-  h.lm_head = m.tie_embeddings ? h.wte : w.get("lm_head.weight");
+  h.lm_head = w.get(m.tie_embeddings ? token_embedding_name(m) : "lm_head.weight");
   return h;
 }
 
 }  // namespace
 
-Model::Model(const Plan& plan, Backend& backend, TrackedMemory& mem)
-    : plan_(plan), be_(backend), mem_(mem), weights_(plan.model, mem) {
+Model::Model(const Plan& plan, Backend& backend, TrackedMemory& mem, WeightsLayout layout)
+    : plan_(plan), be_(backend), mem_(mem), weights_(plan.model, mem, layout) {
   const ModelSpec& m = plan_.model;
   for (const auto& profile : plan_.profiles) slot_maps_.push_back(BlockSlots::of(profile, m, plan_.run.train.attention));
   for (std::size_t i = 0; i < plan_.layers.size(); ++i) {
-    params_.push_back(block_params(weights_, m, static_cast<std::int64_t>(i)));
+    unit_of_layer_.push_back(weights_.unit_index(plan_.layers[i].name));
     slots_.emplace_back(plan_.profiles[plan_.layers[i].profile].slots.size(), nullptr);
   }
+  embedding_unit_ = weights_.unit_index("embedding");
+  head_unit_ = weights_.unit_index("head");
   const bool gpt2 = m.arch == Arch::gpt2;
   head_.assign(plan_.head.slots.size(), nullptr);
   head_input_ = find_slot(plan_.head, "input");
@@ -123,7 +135,6 @@ double Model::forward(const BatchView& v, bool keep_for_backward, float grad_sca
   const ModelSpec& m = plan_.model;
   const std::int64_t T = v.tokens, C = m.hidden_size, V = m.vocab_size;
   const std::size_t L = plan_.layers.size();
-  const HeadParams hp = head_params(weights_, m);
   auto input_of = [&](std::size_t layer) -> float*& {
     return layer < L ? slots_[layer][static_cast<std::size_t>(slot_maps_[plan_.layers[layer].profile].input)]
                      : head_[static_cast<std::size_t>(head_input_)];
@@ -135,24 +146,32 @@ double Model::forward(const BatchView& v, bool keep_for_backward, float grad_sca
                      : plan_.head.slots[static_cast<std::size_t>(head_input_)].bytes;
   };
   input_of(0) = static_cast<float*>(mem_.allocate(bytes_of_input(0), Category::activations));
-  be_.embedding_forward(v.ids, v.positions, hp.wte.w, hp.wpe.w, input_of(0), T, C);
+  acquire(embedding_unit_, false);
+  const EmbeddingParams ep = embedding_params(weights_, m);
+  be_.embedding_forward(v.ids, v.positions, ep.wte.w, ep.wpe.w, input_of(0), T, C);
+  release(embedding_unit_, false);
   for (std::size_t i = 0; i < L; ++i) {
     allocate_slots(i);
     float*& out = input_of(i + 1);
     out = static_cast<float*>(mem_.allocate(bytes_of_input(i + 1), Category::activations));
-    block_forward(context(v, i), params_[i], slots_[i], out);
+    acquire(unit_of_layer_[i], false);
+    block_forward(context(v, i), block_params(weights_, m, static_cast<std::int64_t>(i)), slots_[i], out);
+    release(unit_of_layer_[i], false);
     free_slots(i, keep_for_backward);
   }
 
   for (std::size_t s = 0; s < head_.size(); ++s)
     if (!head_[s]) head_[s] = static_cast<float*>(mem_.allocate(plan_.head.slots[s].bytes, slot_category(plan_.head.slots[s])));
   auto h = [&](int index) { return head_[static_cast<std::size_t>(index)]; };
+  acquire(head_unit_, false);
+  const HeadParams hp = head_params(weights_, m);
   if (m.arch == Arch::gpt2) be_.layernorm_forward(h(head_input_), hp.norm_w.w, hp.norm_b.w, h(head_out_), h(head_stats_), T, C, static_cast<float>(m.norm_eps));
   else be_.rmsnorm_forward(h(head_input_), hp.norm_w.w, h(head_out_), h(head_stats_), T, C, static_cast<float>(m.norm_eps));
   be_.gemm(false, true, T, V, C, 1.0f, h(head_out_), C, hp.lm_head.w, C, 0.0f, h(head_logits_), V);
   // Fused cross-entropy: the logits are overwritten by their gradient, never copied.
   const double loss = be_.cross_entropy(h(head_logits_), v.targets, v.loss_mask, h(head_losses_), h(head_lse_), T, V,
                                         keep_for_backward ? grad_scale : 0.0f);
+  release(head_unit_, false);
   if (!keep_for_backward) {
     for (auto& p : head_)
       if (p) mem_.release(p), p = nullptr;
@@ -163,12 +182,13 @@ double Model::forward(const BatchView& v, bool keep_for_backward, float grad_sca
 void Model::backward(const BatchView& v) {
   const ModelSpec& m = plan_.model;
   const std::int64_t T = v.tokens, C = m.hidden_size, V = m.vocab_size;
-  const HeadParams hp = head_params(weights_, m);
   // Residual-stream gradients: d(output) of the layer in backward and d(input) it produces.
   Tracked<float> da(mem_, v.capacity * C, Category::temporaries), db(mem_, v.capacity * C, Category::temporaries);
   {
     auto h = [&](int index) { return head_[static_cast<std::size_t>(index)]; };
     Tracked<float> dnorm(mem_, v.capacity * C, Category::temporaries);
+    acquire(head_unit_, true);
+    const HeadParams hp = head_params(weights_, m);
     be_.gemm(false, false, T, C, V, 1.0f, h(head_logits_), V, hp.lm_head.w, C, 0.0f, dnorm.get(), C);
     be_.gemm(true, false, V, C, T, 1.0f, h(head_logits_), V, h(head_out_), C, 1.0f, hp.lm_head.g, C);
     be_.zero(da.get(), T * C);
@@ -176,6 +196,7 @@ void Model::backward(const BatchView& v) {
       be_.layernorm_backward(dnorm.get(), h(head_input_), hp.norm_w.w, h(head_stats_), da.get(), hp.norm_w.g, hp.norm_b.g, T, C);
     else
       be_.rmsnorm_backward(dnorm.get(), h(head_input_), hp.norm_w.w, h(head_stats_), da.get(), hp.norm_w.g, T, C);
+    release(head_unit_, true);
   }
   for (auto& p : head_)
     if (p) mem_.release(p), p = nullptr;
@@ -184,10 +205,13 @@ void Model::backward(const BatchView& v) {
   float* dinp = db.get();
   for (std::size_t i = plan_.layers.size(); i-- > 0;) {
     const LayerPlan& l = plan_.layers[i];
+    const auto layer = static_cast<std::int64_t>(i);
     if (l.mode == LayerMode::recompute) {
       if (ends_segment(plan_, i)) {
         // Run the whole segment's forward again from its kept input.
         for (std::size_t j = l.segment; j <= i; ++j) {
+          if (j < i) acquire(unit_of_layer_[j], false);
+          else acquire(unit_of_layer_[i], true);
           allocate_slots(j);
           float* out = nullptr;
           if (j < i) {
@@ -196,24 +220,35 @@ void Model::backward(const BatchView& v) {
             slots_[j + 1][in] = static_cast<float*>(mem_.allocate(next.slots[in].bytes, Category::activations));
             out = slots_[j + 1][in];
           }
-          block_forward(context(v, j), params_[j], slots_[j], out);
+          block_forward(context(v, j), block_params(weights_, m, static_cast<std::int64_t>(j)), slots_[j], out);
+          if (j < i) release(unit_of_layer_[j], false);
         }
+      } else {
+        acquire(unit_of_layer_[i], true);
       }
-    } else if (l.mode != LayerMode::keep) {
-      allocate_slots(i);
-      block_rebuild(context(v, i), params_[i], slots_[i], l.mode);
+    } else {
+      acquire(unit_of_layer_[i], true);
+      if (l.mode != LayerMode::keep) {
+        allocate_slots(i);
+        block_rebuild(context(v, i), block_params(weights_, m, layer), slots_[i], l.mode);
+      }
     }
-    block_backward(context(v, i), params_[i], slots_[i], dout, dinp, mem_);
+    block_backward(context(v, i), block_params(weights_, m, layer), slots_[i], dout, dinp, mem_);
+    release(unit_of_layer_[i], true);
     free_slots(i, false);
     std::swap(dout, dinp);
   }
-  be_.embedding_backward(dout, v.ids, v.positions, hp.wte.g, hp.wpe.g, T, C);
+  acquire(embedding_unit_, true);
+  const EmbeddingParams ep = embedding_params(weights_, m);
+  be_.embedding_backward(dout, v.ids, v.positions, ep.wte.g, ep.wpe.g, T, C);
+  release(embedding_unit_, true);
 }
 
-double Model::forward_backward(const Batch& batch, float grad_scale) {
+double Model::forward_backward(const Batch& batch, float grad_scale, bool last) {
   Inputs in;
   BatchView view;
   upload(batch, in, view);
+  if (access_) access_->begin_micro_batch(true, last);
   const double loss = forward(view, true, grad_scale);
   backward(view);
   return loss;
@@ -223,6 +258,7 @@ double Model::forward_loss(const Batch& batch) {
   Inputs in;
   BatchView view;
   upload(batch, in, view);
+  if (access_) access_->begin_micro_batch(false, false);
   return forward(view, false, 0.0f);
 }
 

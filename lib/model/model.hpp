@@ -11,6 +11,7 @@
 
 #include "data/batch.hpp"
 #include "model/decoder_block.hpp"
+#include "model/param_access.hpp"
 #include "model/tracked_memory.hpp"
 #include "model/weights.hpp"
 #include "plan/plan.hpp"
@@ -20,8 +21,13 @@ namespace llmlab {
 class Model {
  public:
   // `plan` must come from make_plan(spec, run) for the same settings (train and memory-plan
-  // build it the same way). Allocates parameters and gradients from `mem`.
-  Model(const Plan& plan, Backend& backend, TrackedMemory& mem);
+  // build it the same way). Allocates parameters and gradients from `mem`, whole or sharded
+  // as `layout` says.
+  Model(const Plan& plan, Backend& backend, TrackedMemory& mem, WeightsLayout layout = {});
+
+  // Where parameters come from under ZeRO; nullptr (the default): the whole stored buffers.
+  // `access` must outlive the model's passes.
+  void set_param_access(ParamAccess* access) { access_ = access; }
 
   const Plan& plan() const { return plan_; }
   const ModelSpec& spec() const { return plan_.model; }
@@ -31,7 +37,8 @@ class Model {
   // Forward and backward of one micro-batch. Weight gradients accumulate; each counted
   // token's loss enters the gradient multiplied by grad_scale (1 / tokens of the whole step
   // gives per-token normalisation across gradient accumulation). Returns the sum of losses.
-  double forward_backward(const Batch& batch, float grad_scale);
+  // `last` marks the last micro-batch before the optimizer step (ZeRO reduces then).
+  double forward_backward(const Batch& batch, float grad_scale, bool last = true);
   // Forward only (evaluation): the sum of token losses; nothing is kept between layers.
   double forward_loss(const Batch& batch);
 
@@ -43,12 +50,20 @@ class Model {
   void allocate_slots(std::size_t layer);
   void free_slots(std::size_t layer, bool only_dropped);
   BlockContext context(const BatchView& view, std::size_t layer) const;
+  void acquire(std::size_t unit, bool grads) {
+    if (access_) access_->acquire(unit, grads);
+  }
+  void release(std::size_t unit, bool grads) {
+    if (access_) access_->release(unit, grads);
+  }
 
   Plan plan_;
   Backend& be_;
   TrackedMemory& mem_;
   Weights weights_;
-  std::vector<BlockParams> params_;
+  ParamAccess* access_ = nullptr;
+  std::vector<std::size_t> unit_of_layer_;
+  std::size_t embedding_unit_ = 0, head_unit_ = 0;
   std::vector<BlockSlots> slot_maps_;      // per profile
   std::vector<SlotPointers> slots_;        // per layer
   SlotPointers head_;                      // output head slots

@@ -23,18 +23,29 @@ struct UpdateStats {
 
 class AdamW {
  public:
+  // Updates every parameter; moments for all of them.
   AdamW(Weights& weights, const OptimSettings& settings, Backend& backend, TrackedMemory& mem);
+  // Updates the flat range [begin, end) (a ZeRO shard, stored on this rank); the moments hold
+  // `elements` >= end - begin values (the padded shard the Plan counts).
+  AdamW(Weights& weights, const OptimSettings& settings, Backend& backend, TrackedMemory& mem, std::int64_t begin,
+        std::int64_t end, std::int64_t elements);
 
-  // Clips the gradients, then updates every parameter at 1-based `step` with `lr`.
+  // Clips the gradients by `grad_norm` (the global norm, computed by the caller over all
+  // ranks), then updates the range at 1-based `step` with `lr`.
+  UpdateStats update(std::int64_t step, double lr, double grad_norm);
+  // Single process: the norm of this range's gradients.
   UpdateStats update(std::int64_t step, double lr);
 
-  float* m() const { return m_.get(); }  // first moments, the parameters' layout
+  std::int64_t begin() const { return begin_; }
+  std::int64_t end() const { return end_; }
+  float* m() const { return m_.get(); }  // first moments of [begin, end)
   float* v() const { return v_.get(); }  // second moments
 
  private:
   Weights& weights_;
   OptimSettings settings_;
   Backend& be_;
+  std::int64_t begin_, end_;
   Tracked<float> m_, v_;
 };
 

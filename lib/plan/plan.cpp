@@ -63,6 +63,32 @@ ModelStates model_states(std::int64_t params, std::int64_t stage, std::int64_t w
   return s;
 }
 
+std::int64_t zero_reduce_chunk(std::int64_t params, const RunSettings& run) {
+  const std::int64_t world = run.dist.world_size;
+  return std::max<std::int64_t>(1, std::min(run.zero.bucket_elements,
+                                             run.zero.stage >= 1 ? (params + world - 1) / world : params));
+}
+
+ZeroBuffers zero_buffers(const ParameterCounts& params, const RunSettings& run) {
+  ZeroBuffers z;
+  const std::int64_t world = run.dist.world_size, stage = run.zero.stage;
+  if (world <= 1) return z;
+  if (stage >= 3) {
+    z.gather_slots = 1 + run.zero.prefetch_layers;
+    z.gather_slot = params.largest_unit;
+  }
+  if (stage >= 2) {
+    z.grad_buckets = 2;
+    z.grad_bucket = params.largest_unit;
+  }
+  // Each rank receives every rank's copy of the elements it owns and adds them in rank order
+  // (deterministic sums, lib/dist): world x its part of one chunk. Stage 0's all-reduce owns
+  // ceil(chunk / world) of each chunk; stages 1-3 own at most a chunk.
+  const std::int64_t chunk = zero_reduce_chunk(params.total, run);
+  z.scratch = world * (stage == 0 ? (chunk + world - 1) / world : chunk);
+  return z;
+}
+
 namespace {
 
 constexpr std::size_t idx(Category c) { return static_cast<std::size_t>(c); }
@@ -119,19 +145,16 @@ void add_buffers(Plan& plan) {
   add(fmt::format("fp32 master weights{}", shard), Category::optimizer, Lifetime::persistent, s.master_bytes);
   add(fmt::format("AdamW m and v (fp32{})", shard), Category::optimizer, Lifetime::persistent, s.adam_bytes);
 
-  if (world > 1 && stage >= 2) {
-    // Gradients reduce-scattered in buckets as backward produces them; two buckets so one
-    // fills while the other is in flight.
-    const std::int64_t g = s.grads_bytes / std::max<std::int64_t>(1, s.shard_elements);
-    add("gradient buckets (2 x zero.bucket_elements)", Category::comm, Lifetime::persistent,
-        2 * std::min(r.zero.bucket_elements, plan.params.total) * g);
-  }
-  if (world > 1 && stage >= 3) {
-    const std::int64_t p = mixed ? 2 : 4;
-    add(fmt::format("ZeRO-3 gather buffers ({} x largest block, {} params)", 1 + r.zero.prefetch_layers,
-                    format_short_count(static_cast<double>(plan.params.largest_unit))),
-        Category::comm, Lifetime::persistent, (1 + r.zero.prefetch_layers) * plan.params.largest_unit * p);
-  }
+  const ZeroBuffers z = zero_buffers(plan.params, r);
+  const std::int64_t g = s.grads_bytes / std::max<std::int64_t>(1, stage >= 2 ? s.shard_elements : plan.params.total);
+  const std::int64_t unit = plan.params.largest_unit;
+  add(fmt::format("ZeRO-3 gather buffers ({} x largest unit, {} params)", z.gather_slots,
+                  format_short_count(static_cast<double>(unit))),
+      Category::comm, Lifetime::persistent, z.gather_slots * z.gather_slot * (mixed ? 2 : 4));
+  add(fmt::format("gradient buckets ({} x largest unit)", z.grad_buckets), Category::comm, Lifetime::persistent,
+      z.grad_buckets * z.grad_bucket * g);
+  add(fmt::format("reduction scratch ({} ranks x {} elements)", world, format_short_count(static_cast<double>(z.scratch / std::max<std::int64_t>(1, world)))),
+      Category::comm, Lifetime::persistent, z.scratch * g);
   add(r.hardware.device == Device::cuda ? "runtime overhead (CUDA context)" : "runtime overhead", Category::overhead,
       Lifetime::persistent, r.hardware.runtime_overhead);
   add("inputs (tokens, targets, positions, mask, cu_seqlens)", Category::activations, Lifetime::per_step,

@@ -66,6 +66,21 @@ struct ModelStates {
 ModelStates model_states(std::int64_t params, std::int64_t stage, std::int64_t world, Precision precision,
                          GradDtype grads);
 
+// Communication buffers of one rank, in elements; train's ZeRO engine allocates exactly these.
+struct ZeroBuffers {
+  std::int64_t gather_slots = 0;    // stage 3: 1 + zero.prefetch_layers units gathered at once
+  std::int64_t gather_slot = 0;     //   each the largest unit
+  std::int64_t grad_buckets = 0;    // stages 2-3: a unit's gradients reduce while the next fills
+  std::int64_t grad_bucket = 0;     //   each the largest unit
+  std::int64_t scratch = 0;         // world > 1: where a reduction receives the world's contributions
+  std::int64_t total() const { return gather_slots * gather_slot + grad_buckets * grad_bucket + scratch; }
+};
+
+// Reductions are issued in chunks of at most `chunk` elements: zero.bucket_elements, and no
+// more than a shard (stages 1-3) or the whole buffer (stage 0).
+std::int64_t zero_reduce_chunk(std::int64_t params, const RunSettings& run);
+ZeroBuffers zero_buffers(const ParameterCounts& params, const RunSettings& run);
+
 struct Compute {
   // One micro-batch on one rank.
   double forward_flops = 0, backward_flops = 0, recompute_flops = 0;

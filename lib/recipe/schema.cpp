@@ -387,10 +387,13 @@ std::vector<Field> build_schema() {
 
   s.push_back(integer("zero.stage", AT(zero.stage), 0, 3, "ZeRO: 1 shards optimizer states, 2 also gradients, 3 also parameters"));
   s.push_back(integer("zero.bucket_elements", AT(zero.bucket_elements), 1, kMaxInt,
-                      "gradient elements per reduce-scatter bucket (stages 2, 3)"));
+                      "gradient elements per reduction; each rank holds world x this as receive scratch"));
   s.push_back(integer("zero.prefetch_layers", AT(zero.prefetch_layers), 0, kMaxInt, "ZeRO-3: layers gathered ahead of use"));
 
-  s.push_back(integer("dist.world_size", AT(dist.world_size), 1, kMaxInt, "data-parallel ranks to plan for"));
+  s.push_back(integer("dist.world_size", AT(dist.world_size), 1, kMaxInt,
+                      "data-parallel ranks to plan for (train: set from the launcher)"));
+  s.push_back(number("dist.timeout_seconds", AT(dist.timeout_seconds), 0, 1e7, false,
+                     "train: seconds a collective may take before every rank stops with an error (a rank died)"));
 
   s.push_back(choice<Device>("hardware.device", AT(hardware.device), {{"cuda", Device::cuda}, {"cpu", Device::cpu}},
                              "the device each rank trains on"));

@@ -210,11 +210,52 @@ std::vector<ParamTensor> parameter_table(const ModelSpec& spec) {
   return out;
 }
 
+std::vector<ParamUnit> parameter_units(const ModelSpec& spec, const std::vector<ParamTensor>& table) {
+  std::vector<ParamUnit> units;
+  auto is_head = [](ParamGroup g) { return g == ParamGroup::final_norm || g == ParamGroup::lm_head; };
+  auto unit_name = [](const ParamTensor& t) -> std::string {
+    switch (t.group) {
+      case ParamGroup::embedding: return "embedding";
+      case ParamGroup::layer: return fmt::format("decoder.{}", t.unit);
+      case ParamGroup::mtp: return fmt::format("mtp.{}", t.unit);
+      case ParamGroup::vision: return t.unit >= 0 ? fmt::format("vision.{}", t.unit) : "vision";
+      case ParamGroup::projector: return "vision.projector";
+      case ParamGroup::final_norm:
+      case ParamGroup::lm_head: return "head";
+    }
+    return "?";
+  };
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    const ParamTensor& t = table[i];
+    const bool same = !units.empty() && i > 0 &&
+                      ((is_head(t.group) && is_head(table[i - 1].group)) ||
+                       (t.group == table[i - 1].group && t.unit == table[i - 1].unit));
+    if (!same) {
+      units.push_back({unit_name(t), i, i, {}, 0});
+    }
+    units.back().last = i + 1;
+    units.back().numel += t.numel();
+  }
+  if (spec.tie_embeddings) {
+    for (auto& u : units) {
+      if (u.name != "head") continue;
+      for (std::size_t i = 0; i < table.size(); ++i)
+        if (table[i].group == ParamGroup::embedding && table[i].shape.size() == 2 && table[i].shape[0] == spec.vocab_size) {
+          u.borrowed.push_back(i);
+          u.numel += table[i].numel();
+          break;
+        }
+    }
+  }
+  return units;
+}
+
 ParameterCounts count_parameters(const ModelSpec& spec) {
   ParameterCounts c;
-  std::map<std::pair<int, std::int64_t>, std::int64_t> units;  // (group, unit) -> params
   std::int64_t routed = 0;
-  for (const auto& p : parameter_table(spec)) {
+  const std::vector<ParamTensor> table = parameter_table(spec);
+  for (const auto& u : parameter_units(spec, table)) c.largest_unit = std::max(c.largest_unit, u.numel);
+  for (const auto& p : table) {
     const std::int64_t n = p.numel();
     c.total += n;
     switch (p.group) {
@@ -227,9 +268,7 @@ ParameterCounts count_parameters(const ModelSpec& spec) {
       case ParamGroup::final_norm: break;
     }
     if (p.expert >= 0) routed += n;
-    units[{static_cast<int>(p.group), p.unit}] += n;
   }
-  for (const auto& [key, n] : units) c.largest_unit = std::max(c.largest_unit, n);
   // A token visits top_k of num_experts routed experts; everything else is always active.
   c.activated = c.total - routed;
   if (spec.is_moe() && spec.moe.num_experts > 0)

@@ -93,6 +93,22 @@ struct ParamTensor {
 // Every parameter tensor, in Hugging Face order.
 std::vector<ParamTensor> parameter_table(const ModelSpec& spec);
 
+// Parameters used together by one step of the model: the embeddings, one layer, the output
+// head (final norm, and the output projection or the tied token embedding). ZeRO-3 gathers a
+// unit at a time and gradients are reduced unit by unit, so the unit is also what sizes the
+// gather and gradient buffers of the Plan. A unit's own tensors are consecutive in the table;
+// a borrowed tensor belongs to an earlier unit (the tied embedding, borrowed by the head).
+struct ParamUnit {
+  std::string name;                   // "embedding", "decoder.3", "head", "mtp.0", "vision.2"
+  std::size_t first = 0, last = 0;    // own tensors: table indices [first, last)
+  std::vector<std::size_t> borrowed;  // table indices of tensors owned by another unit
+  std::int64_t numel = 0;             // own plus borrowed elements (what a gather holds)
+};
+
+// Units in table order: (group, unit) runs of the table, with the final norm and lm_head
+// merged into "head".
+std::vector<ParamUnit> parameter_units(const ModelSpec& spec, const std::vector<ParamTensor>& table);
+
 struct ParameterCounts {
   std::int64_t total = 0;
   std::int64_t embedding = 0;     // token (+ learned position) embeddings
@@ -101,7 +117,7 @@ struct ParameterCounts {
   std::int64_t mtp = 0;
   std::int64_t vision = 0;        // encoder + projector
   std::int64_t activated = 0;     // per token: routed experts count top_k / num_experts
-  std::int64_t largest_unit = 0;  // the biggest block gathered at once under ZeRO-3
+  std::int64_t largest_unit = 0;  // elements of the biggest ParamUnit (gathered at once under ZeRO-3)
 };
 
 ParameterCounts count_parameters(const ModelSpec& spec);

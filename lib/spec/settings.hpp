@@ -108,12 +108,13 @@ struct CheckpointSettings {
 
 struct ZeroSettings {
   std::int64_t stage = 0;
-  std::int64_t bucket_elements = 25'000'000;  // gradient reduce-scatter bucket (stage 2/3)
+  std::int64_t bucket_elements = 4'194'304;  // elements per gradient reduction (chunk of the collective)
   std::int64_t prefetch_layers = 1;           // ZeRO-3: layers gathered ahead of use
 };
 
 struct DistSettings {
-  std::int64_t world_size = 1;  // data-parallel ranks to plan for
+  std::int64_t world_size = 1;  // data-parallel ranks to plan for (train: the launched ranks)
+  double timeout_seconds = 300;  // a collective not complete by then ends every rank with an error
 };
 
 struct HardwareSettings {

@@ -3,6 +3,7 @@
 #include "tools/train_main.hpp"
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "core/error.hpp"
 #include "core/text.hpp"
@@ -27,8 +28,20 @@ int train_main(const std::vector<std::string>& args, std::ostream& out, std::ost
   return run_cli(app, args, out, err, [&] {
     if (recipe_path.empty()) throw InputError("no recipe given (usage: train RECIPE [key=value ...]; see --help)");
     if (o.resume && !o.init_from.empty()) throw InputError("--resume and --init-from exclude each other");
-    const Recipe recipe = load_recipe(recipe_path, overrides);
-    for (const auto& w : recipe.warnings) err << "train: warning: " << single_line(w) << "\n";
+    o.launch = detect_launch();
+    Recipe recipe = load_recipe(recipe_path, overrides);
+    // The launcher decides the world size; a recipe that plans for another one is a mistake.
+    if (recipe.dist.world_size != o.launch.world_size) {
+      if (recipe.dist.world_size != 1)
+        throw InputError(recipe.locate("dist.world_size"), "dist.world_size",
+                         fmt::format("is {} but {} started {} rank{}", recipe.dist.world_size, o.launch.launcher,
+                                     o.launch.world_size, o.launch.world_size == 1 ? "" : "s"));
+      overrides.push_back(fmt::format("dist.world_size={}", o.launch.world_size));
+      recipe = load_recipe(recipe_path, overrides);
+    }
+    // Every rank would print the same warnings: rank 0 speaks for the job.
+    if (o.launch.rank == 0)
+      for (const auto& w : recipe.warnings) err << "train: warning: " << single_line(w) << "\n";
     return run_training(recipe, o, out, err);
   });
 }

@@ -26,21 +26,18 @@ std::vector<float> to_host(Backend& be, const float* src, std::int64_t n) {
   return host;
 }
 
-void write_tensors(const std::string& path, const Weights& w, const std::vector<float>& flat, const std::string& prefix,
-                   const std::map<std::string, std::string>& metadata) {
-  std::vector<TensorToWrite> tensors;
-  for (std::size_t i = 0; i < w.table().size(); ++i) {
-    const ParamTensor& t = w.table()[i];
-    tensors.push_back({prefix + t.name, "F32", t.shape, flat.data() + w.offset(i)});
-  }
-  write_safetensors(path, tensors, metadata);
-}
-
 void read_tensors(const SafetensorsFile& f, Weights& w, std::vector<float>& flat, const std::string& prefix) {
   for (std::size_t i = 0; i < w.table().size(); ++i) {
     const ParamTensor& t = w.table()[i];
     f.read_f32(prefix + t.name, t.shape, flat.data() + w.offset(i));
   }
+}
+
+// The part of the whole flat buffer this rank stores (all of it, or its ZeRO-3 shard).
+void copy_stored_params(Backend& be, Weights& w, const std::vector<float>& flat) {
+  const std::int64_t begin = w.params_sharded() ? w.shard_begin() : 0;
+  const std::int64_t end = w.params_sharded() ? w.shard_end() : w.numel();
+  be.copy_from_host(w.params(), flat.data() + begin, static_cast<std::size_t>(end - begin) * sizeof(float));
 }
 
 }  // namespace
@@ -81,32 +78,94 @@ nlohmann::ordered_json hf_config_json(const ModelSpec& m) {
   return j;
 }
 
-void save_checkpoint_files(const std::string& dir, const Weights& w, const AdamW& opt, Backend& be,
-                           const RunState& state, const ModelSpec& spec, const nlohmann::ordered_json& model_config) {
-  write_file_atomic((fs::path(dir) / "config.json").string(), hf_config_json(spec).dump(2) + "\n");
+std::string optimizer_shard_name(int shard, int shards) {
+  return fmt::format("optimizer-{:05d}-of-{:05d}.safetensors", shard, shards);
+}
+
+void save_checkpoint_files(const std::string& dir, const Weights& w, const float* params, const AdamW& opt,
+                           Backend& be, const RunState& state, const ModelSpec& spec,
+                           const nlohmann::ordered_json& model_config, const CheckpointPart& part) {
   const std::int64_t n = w.numel();
-  write_tensors((fs::path(dir) / "model.safetensors").string(), w, to_host(be, w.params(), n), "",
-                {{"format", "pt"}, {"llmlab.config", model_config.dump()}});
-  {
-    // Moments under the parameters' names: the file stays readable by any safetensors tool.
-    const auto m = to_host(be, opt.m(), n), v = to_host(be, opt.v(), n);
-    std::vector<TensorToWrite> tensors;
-    for (std::size_t i = 0; i < w.table().size(); ++i) {
-      const ParamTensor& t = w.table()[i];
-      tensors.push_back({"exp_avg." + t.name, "F32", t.shape, m.data() + w.offset(i)});
-      tensors.push_back({"exp_avg_sq." + t.name, "F32", t.shape, v.data() + w.offset(i)});
-    }
-    write_safetensors((fs::path(dir) / "optimizer.safetensors").string(), tensors, {{"format", "llmlab-adamw"}});
+  if (part.optimizer) {
+    const std::int64_t len = opt.end() - opt.begin();
+    const auto m = to_host(be, opt.m(), len), v = to_host(be, opt.v(), len);
+    write_safetensors((fs::path(dir) / optimizer_shard_name(part.shard, part.shards)).string(),
+                      {{"exp_avg", "F32", {len}, m.data()}, {"exp_avg_sq", "F32", {len}, v.data()}},
+                      {{"format", "llmlab-adamw-flat-1"},
+                       {"begin", std::to_string(opt.begin())},
+                       {"end", std::to_string(opt.end())},
+                       {"numel", std::to_string(n)}});
   }
+  if (!part.model) return;
+  write_file_atomic((fs::path(dir) / "config.json").string(), hf_config_json(spec).dump(2) + "\n");
+  std::vector<TensorToWrite> tensors;
+  for (std::size_t i = 0; i < w.table().size(); ++i) {
+    const ParamTensor& t = w.table()[i];
+    tensors.push_back({t.name, "F32", t.shape, params + w.offset(i)});
+  }
+  write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors,
+                    {{"format", "pt"}, {"llmlab.config", model_config.dump()}});
   nlohmann::ordered_json j;
   j["format"] = "llmlab-checkpoint-1";
   j["step"] = state.step;
   j["data_cursor"] = {{"epoch", state.cursor.epoch}, {"position", state.cursor.position}};
   j["tokens_seen"] = state.tokens_seen;
   j["recipe_hash"] = state.recipe_hash;
+  j["world_size"] = part.world_size;
+  j["zero_stage"] = part.zero_stage;
+  j["optimizer_shards"] = part.shards;
   j["model"] = model_config;
   write_file_atomic((fs::path(dir) / "state.json").string(), j.dump(2) + "\n");
 }
+
+namespace {
+
+// Copies the flat range [begin, end) of the moments from the optimizer shards in `dir`.
+void read_optimizer_range(const std::string& dir, std::int64_t numel, std::int64_t begin, std::int64_t end, float* m,
+                          float* v) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("optimizer-", 0) == 0 && name.size() > 12 && name.ends_with(".safetensors")) files.push_back(e.path().string());
+  }
+  if (files.empty())
+    throw InputError(SourceLoc{dir, 0, 0}, "", "no optimizer-*-of-*.safetensors files: not a checkpoint of this version");
+  std::int64_t covered = 0;
+  for (const auto& path : files) {
+    const SafetensorsFile f(path);
+    auto meta = [&](const char* key) -> std::int64_t {
+      auto it = f.metadata().find(key);
+      if (it == f.metadata().end()) throw InputError(SourceLoc{path, 0, 0}, key, "missing from the file's metadata");
+      try {
+        return std::stoll(it->second);
+      } catch (const std::exception&) {
+        throw InputError(SourceLoc{path, 0, 0}, key, fmt::format("'{}' is not an integer", it->second));
+      }
+    };
+    const std::int64_t fb = meta("begin"), fe = meta("end"), fn = meta("numel");
+    if (fn != numel)
+      throw InputError(SourceLoc{path, 0, 0}, "numel",
+                       fmt::format("holds moments of {} parameters but the model has {}", fn, numel));
+    if (fb < 0 || fe < fb || fe > numel) throw InputError(SourceLoc{path, 0, 0}, "begin", "range outside the model");
+    const std::int64_t lo = std::max(begin, fb), hi = std::min(end, fe);
+    if (lo >= hi) continue;
+    std::vector<float> buf(static_cast<std::size_t>(fe - fb));
+    f.read_f32("exp_avg", buf.data(), fe - fb);
+    std::copy(buf.begin() + (lo - fb), buf.begin() + (hi - fb), m + (lo - begin));
+    f.read_f32("exp_avg_sq", buf.data(), fe - fb);
+    std::copy(buf.begin() + (lo - fb), buf.begin() + (hi - fb), v + (lo - begin));
+    covered += hi - lo;
+  }
+  // Shards of one checkpoint do not overlap, so complete coverage is a count.
+  if (covered != end - begin)
+    throw InputError(SourceLoc{dir, 0, 0}, "",
+                     fmt::format("the optimizer shards cover {} of the {} moments this rank needs: a shard file is "
+                                 "missing or from another checkpoint",
+                                 covered, end - begin));
+}
+
+}  // namespace
 
 RunState load_checkpoint_files(const std::string& dir, Weights& w, AdamW& opt, Backend& be) {
   const std::string state_path = (fs::path(dir) / "state.json").string();
@@ -132,12 +191,12 @@ RunState load_checkpoint_files(const std::string& dir, Weights& w, AdamW& opt, B
   const std::int64_t n = w.numel();
   std::vector<float> flat(static_cast<std::size_t>(n));
   read_tensors(SafetensorsFile((fs::path(dir) / "model.safetensors").string()), w, flat, "");
-  be.copy_from_host(w.params(), flat.data(), flat.size() * sizeof(float));
-  const SafetensorsFile optimizer((fs::path(dir) / "optimizer.safetensors").string());
-  read_tensors(optimizer, w, flat, "exp_avg.");
-  be.copy_from_host(opt.m(), flat.data(), flat.size() * sizeof(float));
-  read_tensors(optimizer, w, flat, "exp_avg_sq.");
-  be.copy_from_host(opt.v(), flat.data(), flat.size() * sizeof(float));
+  copy_stored_params(be, w, flat);
+  const std::int64_t len = opt.end() - opt.begin();
+  std::vector<float> m(static_cast<std::size_t>(len)), v(static_cast<std::size_t>(len));
+  read_optimizer_range(dir, n, opt.begin(), opt.end(), m.data(), v.data());
+  be.copy_from_host(opt.m(), m.data(), m.size() * sizeof(float));
+  be.copy_from_host(opt.v(), v.data(), v.size() * sizeof(float));
   return s;
 }
 
@@ -161,7 +220,7 @@ std::vector<std::string> load_weights(const std::string& path, Weights& w, Backe
     known.insert(name);
     f.read_f32(name, t.shape, flat.data() + w.offset(i));
   }
-  be.copy_from_host(w.params(), flat.data(), flat.size() * sizeof(float));
+  copy_stored_params(be, w, flat);
   std::vector<std::string> extra;
   for (const auto& name : f.names())
     if (!known.count(name)) extra.push_back(name);

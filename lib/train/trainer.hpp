@@ -5,6 +5,7 @@
 #include <ostream>
 #include <string>
 
+#include "dist/launch.hpp"
 #include "recipe/recipe.hpp"
 
 namespace llmlab {
@@ -14,6 +15,7 @@ struct TrainOptions {
   bool resume = false;     // continue from the latest checkpoint in output.dir
   std::string init_from;   // safetensors weights (or a checkpoint directory) to start from
   bool quiet = false;      // no progress lines
+  LaunchInfo launch;       // this process's rank and world (mpirun, srun, torchrun variables)
 };
 
 // Errors (InputError) when the recipe asks train for something it does not implement on
