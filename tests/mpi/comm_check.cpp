@@ -1,16 +1,21 @@
 // comm-check: every collective of the communicator checked against expected values on every
-// rank (sizes 1, 7, 2^20 and shards that do not divide), asynchronous overlap, bitwise
-// determinism across ranks, and the failure paths: a recipe-hash mismatch, a rank that dies
-// and a rank that stalls must end every rank with an error, never a hang.
+// rank (sizes 1, 7, 2^20 and shards that do not divide; uneven _v blocks of ZeRO sub-ranges),
+// asynchronous overlap, bitwise determinism across ranks, traffic counts, the scratch
+// allocator hook, and the failure paths: a recipe-hash mismatch, a rank that dies and a rank
+// that stalls must end every rank with an error, never a hang.
 // Usage: mpirun -np N comm-check [--timeout S] [--die-rank R] [--stall-rank R] [--mismatch-rank R]
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,6 +91,37 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+bool is_mpi(Communicator& c) { return std::string(c.backend()) == "mpi"; }
+
+// Elements of an all-reduce of n that rank me holds and sums: its block of the ZeRO partition.
+std::int64_t own_block(std::int64_t n, int W, int me) {
+  const std::int64_t shard = shard_elements(n, W);
+  return std::clamp<std::int64_t>(n - me * shard, 0, shard);
+}
+
+// traffic_bytes() grows by exactly what each collective receives from the other ranks.
+class Traffic {
+ public:
+  explicit Traffic(Communicator& c) : c_(c), last_(c.traffic_bytes()) {}
+  void expect(std::int64_t bytes, const std::string& what, const char* file, int line) {
+    ++g_checks;
+    const std::int64_t now = c_.traffic_bytes();
+    if (now - last_ != bytes)
+      report(fmt::format("traffic of {}: {} bytes, want {}", what, now - last_, bytes), file, line);
+    last_ = now;
+  }
+  // An all-reduce of n elements of elem bytes: my block from each other rank, then the others' blocks.
+  static std::int64_t all_reduce(Communicator& c, std::int64_t n, std::int64_t elem) {
+    const std::int64_t mine = own_block(n, c.world_size(), c.rank());
+    return ((c.world_size() - 1) * mine + n - mine) * elem;
+  }
+
+ private:
+  Communicator& c_;
+  std::int64_t last_;
+};
+#define CHECK_TRAFFIC(t, bytes, what) (t).expect(bytes, what, __FILE__, __LINE__)
+
 void check_all_reduce(Communicator& c, Gen gen, std::int64_t n) {
   const int W = c.world_size(), me = c.rank();
   std::vector<float> x(static_cast<std::size_t>(n)), want(x.size());
@@ -93,9 +129,12 @@ void check_all_reduce(Communicator& c, Gen gen, std::int64_t n) {
     x[static_cast<std::size_t>(i)] = gen(me, i);
     want[static_cast<std::size_t>(i)] = rank_order_sum(gen, W, i);
   }
+  Traffic t(c);
   c.all_reduce_sum(x.data(), n);
+  CHECK_TRAFFIC(t, Traffic::all_reduce(c, n, 4), fmt::format("all_reduce n={}", n));
   CHECK_BITS(fmt::format("all_reduce n={}", n), x.data(), want);
   c.check_same(fmt::format("all_reduce bits n={}", n), hash_bits(x.data(), x.size()));
+  CHECK_TRAFFIC(t, 0, "check_same");
 }
 
 // ZeRO layout: a padded [W * shard] buffer; reduce-scatter then all-gather equals all-reduce.
@@ -111,12 +150,15 @@ void check_shards(Communicator& c, Gen gen, std::int64_t n, bool in_place) {
   const std::vector<float> want_shard(want_full.begin() + me * shard, want_full.begin() + (me + 1) * shard);
   std::vector<float> own(static_cast<std::size_t>(shard));
   float* out = in_place ? grads.data() + me * shard : own.data();
+  Traffic t(c);
   c.reduce_scatter_sum(grads.data(), out, shard);
   const std::string tag = fmt::format("n={} shard={}{}", n, shard, in_place ? " in place" : "");
+  CHECK_TRAFFIC(t, (W - 1) * shard * 4, "reduce_scatter " + tag);
   CHECK_BITS("reduce_scatter " + tag, out, want_shard);
   std::vector<float> gathered(padded, -1.0f);
   float* dst = in_place ? grads.data() : gathered.data();
   c.all_gather(out, dst, shard);
+  CHECK_TRAFFIC(t, (W - 1) * shard * 4, "all_gather " + tag);
   CHECK_BITS("reduce_scatter + all_gather " + tag, dst, want_full);
   // all_gather of distinct per-rank shards.
   std::vector<float> mine(static_cast<std::size_t>(shard)), want_gather(padded), all(padded);
@@ -133,14 +175,18 @@ void check_broadcast(Communicator& c, std::int64_t n, int root) {
     x[static_cast<std::size_t>(i)] = random_value(c.rank(), i);
     want[static_cast<std::size_t>(i)] = random_value(root, i);
   }
+  Traffic t(c);
   c.broadcast(x.data(), n, root);
+  CHECK_TRAFFIC(t, c.rank() == root ? 0 : n * 4, fmt::format("broadcast n={} root={}", n, root));
   CHECK_BITS(fmt::format("broadcast n={} root={}", n, root), x.data(), want);
 }
 
 void check_scalars(Communicator& c) {
   const int W = c.world_size(), me = c.rank();
   double sums[2] = {me + 0.25, -1.0 * me};
+  Traffic t(c);
   c.all_reduce_sum_f64(sums, 2);
+  CHECK_TRAFFIC(t, Traffic::all_reduce(c, 2, 8), "all_reduce_sum_f64 n=2");
   double want0 = 0, want1 = 0;
   for (int r = 0; r < W; ++r) want0 += r + 0.25, want1 += -1.0 * r;
   COMM_CHECK(sums[0] == want0);
@@ -148,6 +194,7 @@ void check_scalars(Communicator& c) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   double maxes[3] = {static_cast<double>(me), -static_cast<double>(me), me == W - 1 ? nan : 1.0};
   c.all_reduce_max_f64(maxes, 3);
+  CHECK_TRAFFIC(t, Traffic::all_reduce(c, 3, 8), "all_reduce_max_f64 n=3");
   COMM_CHECK(maxes[0] == W - 1);
   COMM_CHECK(maxes[1] == 0);
   COMM_CHECK(std::isnan(maxes[2]));  // NaN never hidden
@@ -191,6 +238,268 @@ void check_overlap(Communicator& c) {
   CHECK_BITS("async all_gather", all.data(), want_all);
   CHECK_BITS("async all_reduce n=7", small, want_small);
   if (me == 0) std::printf("comm-check: overlap (3 collectives + compute) %.3f s\n", elapsed);
+}
+
+// --- variable-count collectives ---------------------------------------------------------------
+
+// Blocks of the ZeRO sub-range [a, b) of a flat buffer of n: block r is [a, b) intersected with
+// shard r, so the blocks concatenate to [a, b); some are empty whenever [a, b) misses a shard.
+std::vector<std::int64_t> range_counts(std::int64_t n, int W, std::int64_t a, std::int64_t b) {
+  const std::int64_t shard = shard_elements(n, W);
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(W));
+  for (int r = 0; r < W; ++r)
+    counts[static_cast<std::size_t>(r)] =
+        std::max<std::int64_t>(0, std::min(b, (r + 1) * shard) - std::max(a, r * shard));
+  return counts;
+}
+
+std::int64_t displacement(const std::vector<std::int64_t>& counts, int r) {
+  return std::accumulate(counts.begin(), counts.begin() + r, std::int64_t{0});
+}
+
+// Rank r's values at flat positions [a, a + len): every rank can regenerate every other's.
+std::vector<float> flat_values(int r, std::int64_t a, std::int64_t len) {
+  std::vector<float> v(static_cast<std::size_t>(len));
+  for (std::int64_t i = 0; i < len; ++i) v[static_cast<std::size_t>(i)] = random_value(r, a + i);
+  return v;
+}
+
+// The rank-order sums of positions [a, a + len).
+std::vector<float> flat_sums(int W, std::int64_t a, std::int64_t len) {
+  std::vector<float> v(static_cast<std::size_t>(len));
+  for (std::int64_t i = 0; i < len; ++i) v[static_cast<std::size_t>(i)] = rank_order_sum(random_value, W, a + i);
+  return v;
+}
+
+std::vector<float> slice(const std::vector<float>& v, std::int64_t at, std::int64_t len) {
+  return {v.begin() + at, v.begin() + at + len};
+}
+
+// reduce_scatter_v (out of place, accumulating, in place) and all_gather_v (out of place, in
+// place) of the sub-range [a, b): rank-order sums, the bits all_reduce gives, traffic per op.
+void check_v(Communicator& c, std::int64_t n, std::int64_t a, std::int64_t b) {
+  const int W = c.world_size(), me = c.rank();
+  const auto counts = range_counts(n, W, a, b);
+  const std::int64_t len = b - a, mine = counts[static_cast<std::size_t>(me)], at = displacement(counts, me);
+  const std::string tag = fmt::format("n={} [{}, {}) block {}+{}", n, a, b, at, mine);
+  const std::vector<float> in = flat_values(me, a, len), want_all = flat_sums(W, a, len);
+  const std::vector<float> want = slice(want_all, at, mine);
+  Traffic t(c);
+
+  std::vector<float> out(static_cast<std::size_t>(mine), -7.0f);
+  c.reduce_scatter_sum_v(in.data(), counts, out.data(), false);
+  CHECK_TRAFFIC(t, (W - 1) * mine * 4, "reduce_scatter_v " + tag);
+  CHECK_BITS("reduce_scatter_v " + tag, out.data(), want);
+
+  std::vector<float> acc(static_cast<std::size_t>(mine)), want_acc(acc.size());
+  for (std::size_t i = 0; i < acc.size(); ++i) {
+    acc[i] = random_value(me + 100, static_cast<std::int64_t>(i));
+    want_acc[i] = acc[i] + want[i];  // the rank-order sum first, then added once
+  }
+  c.reduce_scatter_sum_v(in.data(), counts, acc.data(), true);
+  CHECK_TRAFFIC(t, (W - 1) * mine * 4, "reduce_scatter_v accumulate " + tag);
+  CHECK_BITS("reduce_scatter_v accumulate " + tag, acc.data(), want_acc);
+
+  std::vector<float> x = in;
+  c.reduce_scatter_sum_v(x.data(), counts, x.data() + at, false);
+  CHECK_TRAFFIC(t, (W - 1) * mine * 4, "reduce_scatter_v in place " + tag);
+  CHECK_BITS("reduce_scatter_v in place " + tag, x.data() + at, want);
+
+  std::vector<float> reduced = in;
+  c.all_reduce_sum(reduced.data(), len);
+  CHECK_BITS("all_reduce bits vs reduce_scatter_v " + tag, reduced.data() + at, out);
+  CHECK_TRAFFIC(t, Traffic::all_reduce(c, len, 4), "all_reduce " + tag);
+
+  std::vector<float> gathered(static_cast<std::size_t>(len), -7.0f);
+  c.all_gather_v(out.data(), counts, gathered.data());
+  CHECK_TRAFFIC(t, (len - mine) * 4, "all_gather_v " + tag);
+  CHECK_BITS("all_gather_v " + tag, gathered.data(), want_all);
+  c.all_gather_v(x.data() + at, counts, x.data());
+  CHECK_TRAFFIC(t, (len - mine) * 4, "all_gather_v in place " + tag);
+  CHECK_BITS("all_gather_v in place " + tag, x.data(), want_all);
+}
+
+// Sub-ranges of several kinds for n not divisible by W, then seeded random ones (the same
+// seed on every rank, so every rank issues the same collectives).
+void check_v_ranges(Communicator& c) {
+  const int W = c.world_size();
+  std::uint64_t seed = 12345;
+  const auto next = [&](std::int64_t bound) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<std::int64_t>((seed >> 33) % static_cast<std::uint64_t>(bound + 1));
+  };
+  for (std::int64_t n : {1, 7, 1001, 100003}) {
+    const std::int64_t s = shard_elements(n, W);
+    const std::int64_t ranges[][2] = {
+        {0, n}, {0, 0}, {n, n}, {s, s}, {0, 1}, {n - 1, n}, {s + 1, s + 3}, {(W - 1) * s, n}, {s / 2, n - s / 2}};
+    for (const auto& r : ranges) {
+      const std::int64_t a = std::clamp<std::int64_t>(r[0], 0, n);
+      check_v(c, n, a, std::clamp<std::int64_t>(r[1], a, n));
+    }
+    for (int k = 0; k < 6; ++k) {
+      const std::int64_t a = next(n), b = next(n);
+      check_v(c, n, std::min(a, b), std::max(a, b));
+    }
+  }
+}
+
+// Four collectives in flight, driven between chunks of compute, waited in another order.
+void check_v_overlap(Communicator& c) {
+  const int W = c.world_size(), me = c.rank();
+  const std::int64_t n = 300007, s = shard_elements(n, W), a2 = s / 3, b2 = n - 5;
+  const auto c1 = range_counts(n, W, 0, n), c2 = range_counts(n, W, a2, b2);
+  const std::int64_t m1 = c1[static_cast<std::size_t>(me)], m2 = c2[static_cast<std::size_t>(me)];
+  const std::int64_t at1 = displacement(c1, me), at2 = displacement(c2, me);
+  const std::vector<float> in1 = flat_values(me, 0, n), in2 = flat_values(me, a2, b2 - a2);
+  std::vector<float> out1(static_cast<std::size_t>(m1)), out2(static_cast<std::size_t>(m2), 1.0f);
+  std::vector<float> x = flat_values(me, 0, 1000);
+  // all_gather_v of each rank's own values at its block of [a2, b2).
+  const std::vector<float> mine = flat_values(me, a2 + at2, m2);
+  std::vector<float> gathered(static_cast<std::size_t>(b2 - a2)), want_gathered(gathered.size());
+  for (int r = 0; r < W; ++r) {
+    const std::int64_t at = displacement(c2, r);
+    const auto v = flat_values(r, a2 + at, c2[static_cast<std::size_t>(r)]);
+    std::copy(v.begin(), v.end(), want_gathered.begin() + at);
+  }
+  std::vector<float> want2 = slice(flat_sums(W, a2, b2 - a2), at2, m2);
+  for (float& v : want2) v = 1.0f + v;
+
+  Traffic t(c);
+  CommHandle h1 = c.reduce_scatter_sum_v_async(in1.data(), c1, out1.data(), false);
+  CommHandle h2 = c.all_reduce_sum_async(x.data(), 1000);
+  CommHandle h3 = c.reduce_scatter_sum_v_async(in2.data(), c2, out2.data(), true);
+  CommHandle h4 = c.all_gather_v_async(mine.data(), c2, gathered.data());
+  CHECK_TRAFFIC(t, ((W - 1) * (m1 + m2) + (b2 - a2 - m2)) * 4 + Traffic::all_reduce(c, 1000, 4), "v overlap");
+  double work = 0;
+  for (int chunk = 0; chunk < 10; ++chunk) {
+    for (int i = 0; i < 100000; ++i) work += std::sqrt(static_cast<double>(i + chunk));
+    h3.test();
+  }
+  h4.wait();
+  h2.wait();
+  h3.wait();
+  h1.wait();
+  COMM_CHECK(work > 0);
+  CHECK_BITS("async reduce_scatter_v [0, n)", out1.data(), slice(flat_sums(W, 0, n), at1, m1));
+  CHECK_BITS("async all_reduce n=1000", x.data(), flat_sums(W, 0, 1000));
+  CHECK_BITS("async reduce_scatter_v accumulate", out2.data(), want2);
+  CHECK_BITS("async all_gather_v", gathered.data(), want_gathered);
+}
+
+template <class F>
+bool throws(F f) {
+  try {
+    f();
+  } catch (const Error&) {
+    return true;
+  }
+  return false;
+}
+
+// Bad counts throw on every rank before any communication; the communicator stays healthy.
+void check_v_errors(Communicator& c) {
+  const int W = c.world_size();
+  float x[4] = {};
+  Traffic t(c);
+  std::vector<std::int64_t> wrong_size(static_cast<std::size_t>(W) + 1, 1), negative(static_cast<std::size_t>(W), 1);
+  negative.back() = -1;
+  COMM_CHECK(throws([&] { c.all_gather_v(x, wrong_size, x); }));
+  COMM_CHECK(throws([&] { c.reduce_scatter_sum_v(x, wrong_size, x, false); }));
+  COMM_CHECK(throws([&] { c.all_gather_v(x, negative, x); }));
+  COMM_CHECK(throws([&] { c.reduce_scatter_sum_v(x, negative, x, true); }));
+  if (is_mpi(c)) {  // counts past MPI's ints: checked before any buffer is touched
+    std::vector<std::int64_t> huge(static_cast<std::size_t>(W), INT_MAX / W + 1);
+    COMM_CHECK(throws([&] { c.all_gather_v(nullptr, huge, nullptr); }));
+    COMM_CHECK(throws([&] { c.reduce_scatter_sum_v(nullptr, huge, nullptr, false); }));
+    // The total fits, but rank 0 would receive W blocks past MPI's ints: every rank refuses.
+    std::vector<std::int64_t> lopsided(static_cast<std::size_t>(W), 0);
+    lopsided[0] = INT_MAX / W + 1;
+    COMM_CHECK(throws([&] { c.reduce_scatter_sum_v(nullptr, lopsided, nullptr, false); }));
+  }
+  CHECK_TRAFFIC(t, 0, "rejected counts");
+  COMM_CHECK(!c.failed());
+}
+
+// Counts every allocation; held maps what is out to its size, so each release must match one.
+class CountingAllocator final : public ScratchAllocator {
+ public:
+  void* allocate(std::size_t bytes) override {
+    void* p = std::malloc(bytes);
+    held[p] = bytes;
+    peak = std::max(peak, live += bytes);
+    ++allocations;
+    return p;
+  }
+  void release(void* p) override {
+    const auto it = held.find(p);
+    if (it == held.end()) return void(++unknown);
+    live -= it->second;
+    held.erase(it);
+    std::free(p);
+  }
+  std::map<void*, std::size_t> held;
+  std::size_t live = 0, peak = 0;
+  int allocations = 0, unknown = 0;
+};
+
+// With an allocator set, every scratch buffer comes from it, is back after wait(), and its
+// size is what communicator.hpp documents (none for the single backend).
+void check_scratch_allocator(Communicator& c) {
+  const int W = c.world_size(), me = c.rank();
+  const std::size_t scale = is_mpi(c) ? 1 : 0;
+  CountingAllocator alloc;
+  c.set_scratch_allocator(&alloc);
+  const auto expect_peak = [&](std::size_t bytes, const std::string& what, int line) {
+    ++g_checks;
+    if (alloc.peak != bytes * scale || alloc.live != 0)
+      report(fmt::format("scratch of {}: peak {} live {}, want peak {}", what, alloc.peak, alloc.live, bytes * scale),
+             __FILE__, line);
+    alloc.peak = 0;
+  };
+  const std::int64_t n = 1003;
+  const auto counts = range_counts(n, W, 5, 900);
+  const std::int64_t mine = counts[static_cast<std::size_t>(me)];
+  std::vector<float> in = flat_values(me, 5, 895), out(static_cast<std::size_t>(mine));
+  c.reduce_scatter_sum_v(in.data(), counts, out.data(), false);
+  expect_peak(static_cast<std::size_t>(W * mine) * 4, "reduce_scatter_v", __LINE__);
+  CHECK_BITS("reduce_scatter_v, caller's scratch", out.data(),
+             slice(flat_sums(W, 5, 895), displacement(counts, me), mine));
+  std::vector<float> x = flat_values(me, 0, n);
+  c.all_reduce_sum(x.data(), n);
+  expect_peak(static_cast<std::size_t>(W * own_block(n, W, me)) * 4, "all_reduce", __LINE__);
+  CHECK_BITS("all_reduce, caller's scratch", x.data(), flat_sums(W, 0, n));
+  const std::int64_t shard = shard_elements(n, W);
+  std::vector<float> padded(static_cast<std::size_t>(W * shard), 1.0f), own(static_cast<std::size_t>(shard));
+  c.reduce_scatter_sum(padded.data(), own.data(), shard);
+  expect_peak(static_cast<std::size_t>(W * shard) * 4, "reduce_scatter", __LINE__);
+  double scalars[3] = {1, 2, 3};
+  c.all_reduce_sum_f64(scalars, 3);
+  expect_peak(static_cast<std::size_t>(W * own_block(3, W, me)) * 8, "all_reduce_sum_f64", __LINE__);
+  std::vector<float> gathered(895);
+  c.all_gather_v(out.data(), counts, gathered.data());
+  c.all_gather(own.data(), padded.data(), shard);
+  c.broadcast(x.data(), n, 0);
+  c.barrier();
+  expect_peak(0, "all_gather(_v), broadcast, barrier", __LINE__);
+  // Two in flight: at most both at once.
+  CommHandle h1 = c.reduce_scatter_sum_v_async(in.data(), counts, out.data(), false);
+  CommHandle h2 = c.all_reduce_sum_async(x.data(), n);
+  h2.wait();
+  h1.wait();
+  const std::size_t a = static_cast<std::size_t>(W * mine) * 4 * scale,
+                    b = static_cast<std::size_t>(W * own_block(n, W, me)) * 4 * scale;
+  COMM_CHECK(alloc.live == 0 && alloc.peak >= std::max(a, b) && alloc.peak <= a + b);
+  // Changing the allocator with a collective in flight throws (only checkable while in flight).
+  std::vector<float> big(1 << 18, 1.0f);
+  CommHandle h3 = c.all_reduce_sum_async(big.data(), 1 << 18);
+  if (is_mpi(c) && !h3.test()) COMM_CHECK(throws([&] { c.set_scratch_allocator(nullptr); }));
+  h3.wait();
+  c.set_scratch_allocator(nullptr);
+  COMM_CHECK(alloc.held.empty() && alloc.unknown == 0 && alloc.live == 0);
+  COMM_CHECK(!is_mpi(c) || alloc.allocations > 0);
+  const int allocations = alloc.allocations;
+  c.all_reduce_sum(x.data(), n);  // the pool again
+  COMM_CHECK(alloc.allocations == allocations);
 }
 
 struct Options {
@@ -248,6 +557,10 @@ void run(Communicator& c, const Options& o) {
     for (int root : {0, W - 1}) check_broadcast(c, n, root);
   check_scalars(c);
   check_overlap(c);
+  check_v_ranges(c);
+  check_v_overlap(c);
+  check_v_errors(c);
+  check_scratch_allocator(c);
   c.barrier();
 
   // Timing of one 4 MiB all-reduce (not a benchmark: oversubscribed CI cores).
