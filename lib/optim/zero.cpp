@@ -44,8 +44,10 @@ WeightsLayout zero_layout(int stage, const Communicator& comm) {
 }
 
 ZeroEngine::ZeroEngine(Weights& weights, Communicator& comm, Backend& backend, TrackedMemory& mem, const RunSettings& run)
-    : w_(weights), comm_(comm), be_(backend), mem_(mem), stage_(static_cast<int>(run.zero.stage)),
-      world_(comm.world_size()), rank_(comm.rank()) {
+    // Alone, every stage is stage 0: there is nothing to shard or reduce.
+    : w_(weights), comm_(comm), be_(backend), mem_(mem),
+      stage_(comm.world_size() > 1 ? static_cast<int>(run.zero.stage) : 0), world_(comm.world_size()),
+      rank_(comm.rank()) {
   if (run.dist.world_size != world_)
     throw Error(fmt::format("internal: planned for {} ranks, running {}", run.dist.world_size, world_));
   const WeightsLayout want = zero_layout(stage_, comm);
