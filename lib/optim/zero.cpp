@@ -178,6 +178,8 @@ ZeroEngine::Slot& ZeroEngine::gather_into_slot(std::size_t unit, const std::vect
 }
 
 void ZeroEngine::acquire(std::size_t unit, bool grads) {
+  // MPI moves non-blocking collectives only inside MPI calls: poll between units of compute.
+  scratch_handle_.test();
   if (stage_ >= 3) {
     if (training_ && !traced_) trace_.push_back(unit);
     on_trace_ = on_trace_ && trace_pos_ < trace_.size() && trace_[trace_pos_] == unit;

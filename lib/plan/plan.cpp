@@ -86,6 +86,8 @@ ZeroBuffers zero_buffers(const ParameterCounts& params, const RunSettings& run) 
   // ceil(chunk / world) of each chunk; stages 1-3 own at most a chunk.
   const std::int64_t chunk = zero_reduce_chunk(params.total, run);
   z.scratch = world * (stage == 0 ? (chunk + world - 1) / world : chunk);
+  // Host scalars (loss and token sums, norms) are all-reduced as doubles through it too.
+  z.scratch = std::max(z.scratch, 2 * world);
   return z;
 }
 
