@@ -208,7 +208,10 @@ int on_all_ranks_or_abort(Communicator& comm, F&& body) {
   try {
     return body();
   } catch (const std::exception& e) {
-    comm.abort(fmt::format("train: error: rank {} on {}: {}", comm.rank(), comm.host(), single_line(e.what())));
+    // Communicator errors name the rank and host already.
+    const std::string who = fmt::format("rank {} on {}", comm.rank(), comm.host());
+    const std::string what = single_line(e.what());
+    comm.abort("train: error: " + (what.rfind(who, 0) == 0 ? what : who + ": " + what));
   }
   return 1;  // not reached: abort() ends the process
 }
