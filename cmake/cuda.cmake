@@ -26,3 +26,25 @@ if(NOT LLMLAB_CUDA STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "llmlab: CUDA backend ${LLMLAB_HAVE_CUDA}")
+
+# NCCL, for the communicator over device buffers: looked for whenever CUDA is on, beside the
+# toolkit first (NVIDIA's packages put nccl.h and libnccl there), then the system paths; like
+# CUDA it is compiled on machines without a GPU so CI sees every line. LLMLAB_HAVE_NCCL tells
+# lib/ whether lib/ops/cuda/nccl_communicator.cu is built.
+set(LLMLAB_NCCL "AUTO" CACHE STRING "Build the NCCL communicator when CUDA is on: AUTO (when found), ON, OFF")
+set_property(CACHE LLMLAB_NCCL PROPERTY STRINGS AUTO ON OFF)
+set(LLMLAB_HAVE_NCCL OFF)
+if(LLMLAB_HAVE_CUDA AND NOT LLMLAB_NCCL STREQUAL "OFF")
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include)
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    set(LLMLAB_HAVE_NCCL ON)
+  elseif(LLMLAB_NCCL STREQUAL "ON")
+    message(FATAL_ERROR "LLMLAB_NCCL=ON but nccl.h or libnccl was not found (set NCCL_INCLUDE_DIR and NCCL_LIBRARY)")
+  endif()
+endif()
+if(LLMLAB_HAVE_NCCL)
+  message(STATUS "llmlab: NCCL ON (${NCCL_LIBRARY})")
+else()
+  message(STATUS "llmlab: NCCL OFF")
+endif()

@@ -1,11 +1,19 @@
 // The communicator ranks use to exchange fp32 buffers: all-reduce, reduce-scatter,
 // all-gather, broadcast, barrier, each blocking or asynchronous (a CommHandle to wait on, so
 // communication overlaps compute), plus the start-up checks and failure handling of a
-// distributed run. Backends: single process (copies and no-ops) and MPI (OpenMPI, CPU host
-// memory); NCCL is a later step behind the same interface.
+// distributed run. Backends: single process (copies and no-ops), MPI (OpenMPI, CPU host
+// memory) and NCCL (CUDA device memory; host scalars and start-up checks over MPI).
 //
 // Contract, as for MPI: every rank issues the same collectives in the same order with the same
 // sizes. Pointers are the op backend's device pointers (host memory for the CPU backend).
+//
+// Device buffers (NCCL, and the single backend made with device_buffers): the fp32 pointers are
+// CUDA device memory; the f64 sums and check_same stay on the host. A collective reads its input
+// after the device work issued before it on the legacy default stream and on every blocking
+// stream (the per-thread default stream included): the backend orders its own stream after an
+// event recorded there when the collective starts. Work on a stream created with
+// cudaStreamNonBlocking is not covered: synchronise it before starting the collective. Outputs
+// are final once wait() returns or test() returns true.
 //
 // Determinism: sums are computed by this library, not by MPI's reduction algorithms. Data
 // move with all-to-all / all-gather (exact copies); each rank adds the contributions for the
@@ -19,10 +27,11 @@
 // sub-range [a, b) of that buffer meets the shards unevenly: the _v collectives take one count
 // per rank (block r = [a, b) intersected with shard r), so the blocks concatenate to [a, b).
 //
-// Failures: a collective not complete within the timeout, an MPI error or a mismatch in
-// check_same throws Error naming rank and host. After a timeout or MPI error the communicator
-// is failed(): later calls throw, and the app should call abort() (MPI_Abort: every rank of
-// the job ends, none hangs); a failed communicator destroyed without abort() aborts then.
+// Failures: a collective not complete within the timeout, an MPI, NCCL or CUDA error or a
+// mismatch in check_same throws Error naming rank and host. After a timeout or such an error
+// the communicator is failed(): later calls throw, and the app should call abort() (MPI_Abort:
+// every rank of the job ends, none hangs); a failed communicator destroyed without abort()
+// aborts then.
 #pragma once
 
 #include <cstddef>
@@ -66,8 +75,9 @@ class CommHandle {
   std::unique_ptr<Op> op_;
 };
 
-// Where the MPI backend's communication scratch comes from, so a caller can count it in its own
-// memory accounting. allocate returns memory aligned for double; release gets back exactly the
+// Where a backend's communication scratch comes from, so a caller can count it in its own
+// memory accounting: host memory for MPI, device memory for NCCL (the caller's device
+// allocator). allocate returns memory aligned for double; release gets back exactly the
 // pointers allocate returned. The communicator does not pool in this mode (the allocator may).
 class ScratchAllocator {
  public:
@@ -83,7 +93,7 @@ class Communicator {
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
 
-  virtual const char* backend() const = 0;  // "single" | "mpi"
+  virtual const char* backend() const = 0;  // "single" | "mpi" | "nccl"
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
   virtual const std::string& host() const = 0;  // this rank's host name
@@ -148,7 +158,11 @@ class Communicator {
   //     gather phase); reduce_scatter: W * shard; reduce_scatter_v: W * counts[rank] floats; the
   //     other collectives: none.
   // Change it only with no collective in flight (throws Error otherwise); a must outlive every
-  // op started while it is set. The single backend needs no scratch and ignores it.
+  // op started while it is set. The single backend needs no scratch and ignores it. NCCL: a gives
+  // device memory for the fp32 collectives, released once the host has seen the op's local sum
+  // complete; the f64 sums run on the host over MPI with a small host pool of their own.
+  // After a failure, scratch held by unfinished ops is not released (the device may still
+  // write it; the job is aborted next).
   virtual void set_scratch_allocator(ScratchAllocator* a) = 0;
 
   // Host scalars (loss sums, token counts, squared gradient norms), deterministic like the
@@ -170,9 +184,25 @@ class Communicator {
 // OpenMPI, checking that MPI's rank and size agree with the launch environment. A
 // torchrun-style launch without MPI variables throws (launch with mpirun or srun; NCCL over
 // TCP is a later step). timeout_seconds bounds every collective, counted from wait().
-std::unique_ptr<Communicator> make_communicator(const LaunchInfo& info, double timeout_seconds);
+//
+// device_buffers: the fp32 collectives take CUDA device pointers. World 1: the single backend
+// with device copies (needs a CUDA build, not NCCL). More ranks: NCCL, bootstrapped over MPI
+// (so launched by mpirun or srun as above); throws Error when the build has no NCCL.
+std::unique_ptr<Communicator> make_communicator(const LaunchInfo& info, double timeout_seconds,
+                                                bool device_buffers = false);
 
-std::unique_ptr<Communicator> make_single_communicator(double timeout_seconds);
+// device_buffers: copies and adds run on the GPU (cudaMemcpy and a small kernel on the legacy
+// default stream, waited for before returning); throws Error in a build without CUDA.
+std::unique_ptr<Communicator> make_single_communicator(double timeout_seconds, bool device_buffers = false);
 std::unique_ptr<Communicator> make_mpi_communicator(const LaunchInfo& info, double timeout_seconds);
+
+#ifdef LLMLAB_HAVE_NCCL
+// The NCCL backend at any world size, 1 included (make_communicator picks the single backend
+// there; tests call this to run NCCL on one GPU). Selects CUDA device info.local_rank, owns an
+// MPI communicator for host scalars, check_same, barrier and the ncclUniqueId bootstrap, so it
+// needs mpirun or srun --mpi=pmix like the MPI backend. Defined only in builds with NCCL
+// (LLMLAB_HAVE_NCCL, set by CMake when nccl.h and libnccl are found beside CUDA).
+std::unique_ptr<Communicator> make_nccl_communicator(const LaunchInfo& info, double timeout_seconds);
+#endif
 
 }  // namespace llmlab

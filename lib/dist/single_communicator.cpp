@@ -1,5 +1,6 @@
-// The world-of-one communicator: every collective is a copy or nothing, and the factory that
-// picks a backend from the launch environment.
+// The world-of-one communicator: every collective is a copy or nothing (host memory, or device
+// memory through ops/cuda's CUDA-free helpers), and the factory that picks a backend from the
+// launch environment.
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -9,6 +10,9 @@
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
+#ifdef LLMLAB_HAVE_CUDA
+#include "ops/cuda/device_memory.hpp"
+#endif
 
 namespace llmlab {
 namespace {
@@ -21,7 +25,8 @@ std::string this_host() {
 
 class SingleCommunicator final : public Communicator {
  public:
-  explicit SingleCommunicator(double timeout) : timeout_(timeout), host_(this_host()) {}
+  SingleCommunicator(double timeout, bool device_buffers)
+      : timeout_(timeout), host_(this_host()), device_(device_buffers) {}
 
   const char* backend() const override { return "single"; }
   int rank() const override { return 0; }
@@ -58,6 +63,8 @@ class SingleCommunicator final : public Communicator {
     const std::int64_t n = check_counts(counts, "reduce_scatter_v");
     if (!accumulate) {
       copy(in, out, n);
+    } else if (device_) {
+      add_on_device(out, in, n);
     } else {
       for (std::int64_t i = 0; i < n; ++i) out[i] += in[i];
     }
@@ -81,8 +88,23 @@ class SingleCommunicator final : public Communicator {
   }
 
  private:
-  static void copy(const float* in, float* out, std::int64_t n) {
-    if (in != out && n > 0) std::memmove(out, in, static_cast<std::size_t>(n) * sizeof(float));
+  void copy(const float* in, float* out, std::int64_t n) const {
+    if (in == out || n <= 0) return;
+    const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(float);
+#ifdef LLMLAB_HAVE_CUDA
+    if (device_) {  // in place (returned above) or disjoint: the contract's only cases
+      device_copy(out, in, bytes);
+      return;
+    }
+#endif
+    std::memmove(out, in, bytes);
+  }
+  // Only reached with device_, which the factory grants only in CUDA builds.
+  static void add_on_device([[maybe_unused]] float* out, [[maybe_unused]] const float* in,
+                            [[maybe_unused]] std::int64_t n) {
+#ifdef LLMLAB_HAVE_CUDA
+    device_add(out, in, n);
+#endif
   }
   static void check_count(std::int64_t n, const char* what) {
     if (n < 0) throw Error(fmt::format("{}: negative element count {}", what, n));
@@ -99,20 +121,36 @@ class SingleCommunicator final : public Communicator {
 
   double timeout_;
   std::string host_;
+  bool device_;  // pointers are CUDA device memory
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_single_communicator(double timeout_seconds) {
-  return std::make_unique<SingleCommunicator>(timeout_seconds);
+std::unique_ptr<Communicator> make_single_communicator(double timeout_seconds, bool device_buffers) {
+#ifndef LLMLAB_HAVE_CUDA
+  if (device_buffers)
+    throw Error("device buffers asked of the single communicator, but this build has no CUDA (configure with "
+                "-DLLMLAB_CUDA=ON where nvcc is installed)");
+#endif
+  return std::make_unique<SingleCommunicator>(timeout_seconds, device_buffers);
 }
 
-std::unique_ptr<Communicator> make_communicator(const LaunchInfo& info, double timeout_seconds) {
+std::unique_ptr<Communicator> make_communicator(const LaunchInfo& info, double timeout_seconds, bool device_buffers) {
   if (!(timeout_seconds > 0))
     throw Error(fmt::format("communicator timeout must be positive, got {}", timeout_seconds));
-  if (info.world_size == 1) return make_single_communicator(timeout_seconds);
-  if (info.launcher == "mpirun" || info.launcher == "slurm" || info.mpi_bootstrap)
-    return make_mpi_communicator(info, timeout_seconds);
+  if (info.world_size == 1) return make_single_communicator(timeout_seconds, device_buffers);
+  const bool mpi = info.launcher == "mpirun" || info.launcher == "slurm" || info.mpi_bootstrap;
+  if (mpi && device_buffers) {
+#ifdef LLMLAB_HAVE_NCCL
+    return make_nccl_communicator(info, timeout_seconds);
+#else
+    throw Error(fmt::format(
+        "{}: this build has no NCCL: device buffers across {} ranks need the NCCL backend; install NCCL (nccl.h "
+        "and libnccl beside CUDA, e.g. /usr/local/cuda) and reconfigure with -DLLMLAB_CUDA=ON",
+        describe(info), info.world_size));
+#endif
+  }
+  if (mpi) return make_mpi_communicator(info, timeout_seconds);
   throw Error(fmt::format(
       "{}: launched {} with MASTER_ADDR={}:{}, but this build communicates over MPI, which cannot join "
       "that rendezvous; launch with `mpirun -np {}` or `srun --mpi=pmix -n {}` (NCCL over TCP is a later step)",

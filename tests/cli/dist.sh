@@ -3,7 +3,8 @@
 # collective, overlap, bitwise determinism), then the failure paths, each of which must end
 # every rank with a clear error and a non-zero exit within a bounded time, never a hang:
 # a recipe-hash mismatch, a rank that dies, a rank that stalls past the timeout. Also the
-# single-process fallback and the torchrun-style launch that MPI cannot join.
+# single-process fallback, the torchrun-style launch that MPI cannot join, and the same checks
+# over GPU buffers (NCCL) where the node has GPUs.
 # Usage: bash dist.sh BIN_DIR SOURCE_DIR
 set -u
 bin="$1"
@@ -89,6 +90,50 @@ env RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MA
 rc=$?
 check "torchrun-style env without MPI: clear error" \
   eval '[ "$rc" -ne 0 ] && grep -q "launch with \`mpirun -np 2\` or \`srun --mpi=pmix -n 2\`" "$tmp/torchrun.out"'
+
+# Device buffers: comm-check --device cuda runs the same checks over GPU memory. -np 1: the
+# single backend's device copies, then (--backend nccl) NCCL itself on one GPU: init, every
+# collective path, the rank-order sum kernel. -np 2 needs two GPUs (a GPU holds one rank of a
+# NCCL communicator): NCCL across ranks, and a rank stalling before an fp32 collective, which
+# the other must end by its timeout and ncclCommAbort, naming rank and host. No GPU: the skip
+# path is checked, and a note says what did not run (never a skip line: the rest ran).
+gpus=0
+command -v nvidia-smi >/dev/null 2>&1 && gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+if [ "$gpus" -eq 0 ]; then
+  run dev_none 1 --timeout 30 --device cuda
+  # (A GPU that nvidia-smi cannot list, as in some containers, runs the checks instead.)
+  check "--device cuda without a GPU: exits 0 and says why" eval '[ "$rc" -eq 0 ] && \
+    grep -Eq "^SKIP: (no CUDA device|this build has no CUDA)|single \(device buffers\) world 1 .* 0 failures" \
+    "$tmp/dev_none.out"'
+  echo "note: nvidia-smi lists no GPU here: the device-buffer (NCCL) checks did not run"
+else
+  run dev1 1 --timeout 60 --device cuda
+  check "-np 1 --device cuda: the single backend over device buffers" \
+    eval '[ "$rc" -eq 0 ] && grep -q "single (device buffers) world 1 on .* 0 failures" "$tmp/dev1.out"'
+  [ "$rc" -eq 0 ] && show dev1 4 || show dev1
+  run dev1_nccl 1 --timeout 60 --device cuda --backend nccl
+  if [ "$rc" -eq 0 ] && grep -q "^SKIP: this build has no NCCL" "$tmp/dev1_nccl.out"; then
+    echo "note: this build has no NCCL: the NCCL checks did not run (install NCCL beside CUDA, reconfigure)"
+  else
+    check "-np 1 --device cuda --backend nccl: NCCL on one GPU" \
+      eval '[ "$rc" -eq 0 ] && grep -q "nccl (device buffers) world 1 on .* 0 failures" "$tmp/dev1_nccl.out"'
+    [ "$rc" -eq 0 ] && show dev1_nccl 4 || show dev1_nccl
+    if [ "$gpus" -ge 2 ]; then
+      run dev2 2 --timeout 60 --device cuda
+      check "-np 2 --device cuda: NCCL across two GPUs, bitwise rank-order sums" \
+        eval '[ "$rc" -eq 0 ] && grep -q "nccl (device buffers) world 2 on .* 0 failures" "$tmp/dev2.out"'
+      [ "$rc" -eq 0 ] && show dev2 4 || show dev2
+      run dev2_stall 2 --timeout 5 --device cuda --stall-rank 1 --stall-at all_reduce
+      check "NCCL, stalled rank: non-zero exit within the timeout" eval 'failed_within && [ "${secs%.*}" -lt 40 ]'
+      check "NCCL, stalled rank: rank 0 names itself, its host and the collective" grep -Eq \
+        "comm-check: error: rank 0 on [^:]+: all_reduce of 1 floats did not complete in 5 s \(a rank died or diverged\)" \
+        "$tmp/dev2_stall.err"
+      show dev2_stall 6
+    else
+      echo "note: one GPU here: the -np 2 NCCL checks need two"
+    fi
+  fi
+fi
 
 [ "$failures" -eq 0 ] && echo "dist: all checks passed" || echo "dist: $failures check(s) failed"
 [ "$failures" -eq 0 ]

@@ -3,7 +3,13 @@
 // asynchronous overlap, bitwise determinism across ranks, traffic counts, the scratch
 // allocator hook, and the failure paths: a recipe-hash mismatch, a rank that dies and a rank
 // that stalls must end every rank with an error, never a hang.
+// --device cuda: the same checks over GPU buffers (device_mirror.hpp copies each collective's
+// host buffers to the device and back): the NCCL backend across ranks, the single backend with
+// device copies alone, or NCCL at any world size with --backend nccl. Without a GPU, CUDA or
+// NCCL it prints "SKIP: why" and exits 0.
 // Usage: mpirun -np N comm-check [--timeout S] [--die-rank R] [--stall-rank R] [--mismatch-rank R]
+//                                [--stall-at check_same|all_reduce] [--device cpu|cuda]
+//                                [--backend auto|nccl]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -22,12 +28,17 @@
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
+#ifdef LLMLAB_HAVE_CUDA
+#include "device_mirror.hpp"
+#include "ops/cuda/device_memory.hpp"
+#endif
 
 using namespace llmlab;
 
 namespace {
 
 Communicator* g_comm = nullptr;
+bool g_device = false;  // --device cuda: scratch from a caller's allocator is device memory
 int g_checks = 0;
 int g_failures = 0;
 
@@ -92,6 +103,8 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 
 bool is_mpi(Communicator& c) { return std::string(c.backend()) == "mpi"; }
+// Backends that take reduction scratch (from a caller's allocator when one is set).
+bool has_scratch(Communicator& c) { return is_mpi(c) || std::string(c.backend()) == "nccl"; }
 
 // Elements of an all-reduce of n that rank me holds and sums: its block of the ZeRO partition.
 std::int64_t own_block(std::int64_t n, int W, int me) {
@@ -421,10 +434,24 @@ void check_v_errors(Communicator& c) {
 }
 
 // Counts every allocation; held maps what is out to its size, so each release must match one.
+// With --device cuda it hands out device memory, freed at the end (cudaFree would wait for the
+// collectives in flight).
 class CountingAllocator final : public ScratchAllocator {
  public:
+  CountingAllocator() = default;
+  CountingAllocator(const CountingAllocator&) = delete;
+  CountingAllocator& operator=(const CountingAllocator&) = delete;
+  ~CountingAllocator() override {
+#ifdef LLMLAB_HAVE_CUDA
+    for (void* p : released) device_free(p);
+#endif
+  }
   void* allocate(std::size_t bytes) override {
+#ifdef LLMLAB_HAVE_CUDA
+    void* p = g_device ? device_alloc(bytes) : std::malloc(bytes);
+#else
     void* p = std::malloc(bytes);
+#endif
     held[p] = bytes;
     peak = std::max(peak, live += bytes);
     ++allocations;
@@ -435,25 +462,31 @@ class CountingAllocator final : public ScratchAllocator {
     if (it == held.end()) return void(++unknown);
     live -= it->second;
     held.erase(it);
-    std::free(p);
+    if (g_device)
+      released.push_back(p);
+    else
+      std::free(p);
   }
   std::map<void*, std::size_t> held;
+  std::vector<void*> released;
   std::size_t live = 0, peak = 0;
   int allocations = 0, unknown = 0;
 };
 
 // With an allocator set, every scratch buffer comes from it, is back after wait(), and its
-// size is what communicator.hpp documents (none for the single backend).
+// size is what communicator.hpp documents (none for the single backend; NCCL's f64 sums take
+// host scratch of their own, over MPI).
 void check_scratch_allocator(Communicator& c) {
   const int W = c.world_size(), me = c.rank();
-  const std::size_t scale = is_mpi(c) ? 1 : 0;
+  const std::size_t scale = has_scratch(c) ? 1 : 0;
   CountingAllocator alloc;
   c.set_scratch_allocator(&alloc);
-  const auto expect_peak = [&](std::size_t bytes, const std::string& what, int line) {
+  // want: the documented bytes, when this backend takes that scratch from the allocator.
+  const auto expect_peak = [&](std::size_t want, const std::string& what, int line) {
     ++g_checks;
-    if (alloc.peak != bytes * scale || alloc.live != 0)
-      report(fmt::format("scratch of {}: peak {} live {}, want peak {}", what, alloc.peak, alloc.live, bytes * scale),
-             __FILE__, line);
+    if (alloc.peak != want || alloc.live != 0)
+      report(fmt::format("scratch of {}: peak {} live {}, want peak {}", what, alloc.peak, alloc.live, want), __FILE__,
+             line);
     alloc.peak = 0;
   };
   const std::int64_t n = 1003;
@@ -461,20 +494,21 @@ void check_scratch_allocator(Communicator& c) {
   const std::int64_t mine = counts[static_cast<std::size_t>(me)];
   std::vector<float> in = flat_values(me, 5, 895), out(static_cast<std::size_t>(mine));
   c.reduce_scatter_sum_v(in.data(), counts, out.data(), false);
-  expect_peak(static_cast<std::size_t>(W * mine) * 4, "reduce_scatter_v", __LINE__);
+  expect_peak(static_cast<std::size_t>(W * mine) * 4 * scale, "reduce_scatter_v", __LINE__);
   CHECK_BITS("reduce_scatter_v, caller's scratch", out.data(),
              slice(flat_sums(W, 5, 895), displacement(counts, me), mine));
   std::vector<float> x = flat_values(me, 0, n);
   c.all_reduce_sum(x.data(), n);
-  expect_peak(static_cast<std::size_t>(W * own_block(n, W, me)) * 4, "all_reduce", __LINE__);
+  expect_peak(static_cast<std::size_t>(W * own_block(n, W, me)) * 4 * scale, "all_reduce", __LINE__);
   CHECK_BITS("all_reduce, caller's scratch", x.data(), flat_sums(W, 0, n));
   const std::int64_t shard = shard_elements(n, W);
   std::vector<float> padded(static_cast<std::size_t>(W * shard), 1.0f), own(static_cast<std::size_t>(shard));
   c.reduce_scatter_sum(padded.data(), own.data(), shard);
-  expect_peak(static_cast<std::size_t>(W * shard) * 4, "reduce_scatter", __LINE__);
+  expect_peak(static_cast<std::size_t>(W * shard) * 4 * scale, "reduce_scatter", __LINE__);
   double scalars[3] = {1, 2, 3};
   c.all_reduce_sum_f64(scalars, 3);
-  expect_peak(static_cast<std::size_t>(W * own_block(3, W, me)) * 8, "all_reduce_sum_f64", __LINE__);
+  // NCCL: host sums over its MPI communicator, which keeps its own small host pool.
+  expect_peak(is_mpi(c) ? static_cast<std::size_t>(W * own_block(3, W, me)) * 8 : 0, "all_reduce_sum_f64", __LINE__);
   std::vector<float> gathered(895);
   c.all_gather_v(out.data(), counts, gathered.data());
   c.all_gather(own.data(), padded.data(), shard);
@@ -492,11 +526,11 @@ void check_scratch_allocator(Communicator& c) {
   // Changing the allocator with a collective in flight throws (only checkable while in flight).
   std::vector<float> big(1 << 18, 1.0f);
   CommHandle h3 = c.all_reduce_sum_async(big.data(), 1 << 18);
-  if (is_mpi(c) && !h3.test()) COMM_CHECK(throws([&] { c.set_scratch_allocator(nullptr); }));
+  if (has_scratch(c) && !h3.test()) COMM_CHECK(throws([&] { c.set_scratch_allocator(nullptr); }));
   h3.wait();
   c.set_scratch_allocator(nullptr);
   COMM_CHECK(alloc.held.empty() && alloc.unknown == 0 && alloc.live == 0);
-  COMM_CHECK(!is_mpi(c) || alloc.allocations > 0);
+  COMM_CHECK(!has_scratch(c) || alloc.allocations > 0);
   const int allocations = alloc.allocations;
   c.all_reduce_sum(x.data(), n);  // the pool again
   COMM_CHECK(alloc.allocations == allocations);
@@ -506,7 +540,10 @@ struct Options {
   double timeout = 30;
   int die_rank = -1;
   int stall_rank = -1;
+  std::string stall_at = "check_same";  // check_same (a host collective) | all_reduce (an fp32 one)
   int mismatch_rank = -1;
+  std::string device = "cpu";    // cpu | cuda
+  std::string backend = "auto";  // auto (the launch factory) | nccl (NCCL even for one rank)
 };
 
 Options parse(int argc, char** argv) {
@@ -522,8 +559,19 @@ Options parse(int argc, char** argv) {
         o.die_rank = std::stoi(value);
       else if (arg == "--stall-rank")
         o.stall_rank = std::stoi(value);
+      else if (arg == "--stall-at" && (value == "check_same" || value == "all_reduce"))
+        o.stall_at = value;
       else if (arg == "--mismatch-rank")
         o.mismatch_rank = std::stoi(value);
+      else if (arg == "--device" && (value == "cpu" || value == "cuda"))
+        o.device = value;
+      else if (arg == "--backend" && (value == "auto" || value == "nccl"))
+        o.backend = value;
+      else if (arg == "--device" || arg == "--backend" || arg == "--stall-at")
+        throw InputError(fmt::format("{} {}: expected {}", arg, value,
+                                     arg == "--device"    ? "cpu or cuda"
+                                     : arg == "--backend" ? "auto or nccl"
+                                                          : "check_same or all_reduce"));
       else
         throw InputError(fmt::format("unknown option {}", arg));
     } catch (const std::logic_error&) {
@@ -533,19 +581,23 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// Diverged: never reaches the next collective in time.
+void stall(const Options& o, int me) {
+  std::fprintf(stderr, "comm-check: rank %d stalls (--stall-rank)\n", me);
+  std::this_thread::sleep_for(std::chrono::duration<double>(3 * o.timeout + 5));
+  std::_Exit(3);
+}
+
 void run(Communicator& c, const Options& o) {
   const int W = c.world_size(), me = c.rank();
   if (me == o.die_rank) {
     std::fprintf(stderr, "comm-check: rank %d exits now (--die-rank)\n", me);
     std::_Exit(3);
   }
-  if (me == o.stall_rank) {  // diverged: never reaches the next collective in time
-    std::fprintf(stderr, "comm-check: rank %d stalls (--stall-rank)\n", me);
-    std::this_thread::sleep_for(std::chrono::duration<double>(3 * o.timeout + 5));
-    std::_Exit(3);
-  }
+  if (me == o.stall_rank && o.stall_at == "check_same") stall(o, me);
   // The start-up check every tool makes: same resolved recipe on every rank.
   c.check_same("recipe hash", me == o.mismatch_rank ? 0xbadc0ffeeull : 0x5eed5eedull);
+  if (me == o.stall_rank) stall(o, me);  // --stall-at all_reduce: the others wait in the first one
 
   const auto t0 = std::chrono::steady_clock::now();
   for (std::int64_t n : {1, 7, 1000003, 1 << 20}) check_all_reduce(c, exact_value, n);
@@ -575,26 +627,73 @@ void run(Communicator& c, const Options& o) {
   c.all_reduce_sum_f64(totals, 2);
   if (me == 0)
     std::printf(
-        "comm-check: %s world %d on %s: %.0f checks, %.0f failures; all_reduce checks %.3f s, "
+        "comm-check: %s%s world %d on %s: %.0f checks, %.0f failures; all_reduce checks %.3f s, "
         "all_reduce of 2^20 floats %.2f ms\n",
-        c.backend(), W, c.host().c_str(), totals[0], totals[1], t_reduce, t_big * 1e3);
+        c.backend(), g_device ? " (device buffers)" : "", W, c.host().c_str(), totals[0], totals[1], t_reduce,
+        t_big * 1e3);
   if (totals[1] > 0) throw Error(fmt::format("{:.0f} check(s) failed across ranks", totals[1]));
+}
+
+// Why --device cuda cannot run here ("" when it can): checked before any communicator exists,
+// so every rank of the job skips alike.
+std::string device_skip(const Options& o, const LaunchInfo& launch) {
+#ifndef LLMLAB_HAVE_CUDA
+  (void)o;
+  (void)launch;
+  return "this build has no CUDA (configure with -DLLMLAB_CUDA=ON)";
+#else
+  if (cuda_device_count() == 0) return "no CUDA device";
+#ifndef LLMLAB_HAVE_NCCL
+  if (launch.world_size > 1 || o.backend == "nccl") return "this build has no NCCL (nccl.h and libnccl beside CUDA)";
+#else
+  (void)o;
+  (void)launch;
+#endif
+  return "";
+#endif
+}
+
+std::unique_ptr<Communicator> make(const Options& o, const LaunchInfo& launch) {
+  if (o.backend == "nccl") {
+#ifdef LLMLAB_HAVE_NCCL
+    return make_nccl_communicator(launch, o.timeout);
+#else
+    throw Error("--backend nccl: this build has no NCCL");
+#endif
+  }
+  return make_communicator(launch, o.timeout, o.device == "cuda");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Communicator> comm, mirror;
   try {
     const Options options = parse(argc, argv);
+    if (options.backend == "nccl" && options.device != "cuda") throw InputError("--backend nccl needs --device cuda");
     const LaunchInfo launch = detect_launch();
-    comm = make_communicator(launch, options.timeout);
+    if (options.device == "cuda") {
+      const std::string skip = device_skip(options, launch);
+      if (!skip.empty()) {
+        if (launch.rank == 0) std::printf("SKIP: %s (comm-check --device cuda)\n", skip.c_str());
+        return 0;
+      }
+    }
+    comm = make(options, launch);
     g_comm = comm.get();
+#ifdef LLMLAB_HAVE_CUDA
+    if (options.device == "cuda") {
+      g_device = true;
+      mirror = std::make_unique<DeviceMirror>(*comm);
+      g_comm = mirror.get();
+    }
+#endif
     if (comm->rank() == 0)
-      std::printf("comm-check: %s, backend %s, timeout %g s\n", describe(launch).c_str(), comm->backend(),
-                  options.timeout);
+      std::printf("comm-check: %s, backend %s, %s buffers, timeout %g s\n", describe(launch).c_str(), comm->backend(),
+                  g_device ? "device" : "host", options.timeout);
     std::fflush(stdout);
-    run(*comm, options);
+    run(*g_comm, options);
+    mirror.reset();  // its device buffers go before the communicator
     return 0;
   } catch (const Error& e) {
     const std::string line = fmt::format("comm-check: error: {}", e.what());
