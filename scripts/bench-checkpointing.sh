@@ -32,7 +32,8 @@ for shape in "${shapes[@]}"; do
   read -r name recipe B T steps attention <<<"$shape"
   shards="$out/fortunes-$T"
   [ -d "$shards" ] || "$bin/pack-data" /dev/null "data.inputs=[$fortunes]" data.format=text \
-    'data.text_delimiter="\n%\n"' data.tokenizer=byte data.packing_length="$T" data.output="$shards" --quiet >/dev/null
+    'data.text_delimiter="\n%\n"' data.tokenizer=byte data.packing_length="$T" data.overflow=truncate \
+    data.output="$shards" --quiet >/dev/null
   for policy in "${policies[@]}"; do
     echo "bench-checkpointing: $name $policy" >&2
     rm -rf "$out/run"

@@ -75,7 +75,7 @@ for shape in "${shapes[@]}"; do
   read -r name recipe preset B T steps <<<"$shape"
   shards="$out/fortunes-$T"
   [ -d "$shards" ] || "$bin/pack-data" /dev/null "data.inputs=[$fortunes]" data.format=text \
-    'data.text_delimiter="\n%\n"' data.tokenizer=byte data.packing_length="$T" \
+    'data.text_delimiter="\n%\n"' data.tokenizer=byte data.packing_length="$T" data.overflow=truncate \
     data.output="$shards" --quiet
   echo "bench-train: $name B=$B T=$T: llmlab ($((warmup + steps)) steps)" >&2
   rm -rf "$out/run-$name-$T"

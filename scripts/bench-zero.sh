@@ -23,7 +23,9 @@ mpi=(mpirun --oversubscribe --bind-to none)
 T=128
 B=4
 shards="$out/packed-$T"
-[ -d "$shards" ] || "$bin/pack-data" recipes/tiny/pack_cpu.yaml data.packing_length=$T data.output="$shards" --quiet >/dev/null
+# Truncated, not split: GPT-2's learned positions stop at max_position_embeddings.
+[ -d "$shards" ] || "$bin/pack-data" recipes/tiny/pack_cpu.yaml data.packing_length=$T data.overflow=truncate \
+  data.output="$shards" --quiet >/dev/null
 recipe=recipes/tiny/gpt2_pretrain_cpu.yaml
 model=(model.hidden_size=256 model.num_layers=8 model.num_heads=8 model.num_kv_heads=8 model.head_dim=32
        model.intermediate_size=1024 data.packing_length=$T train.micro_batch_size=$B train.gradient_accumulation_steps=1

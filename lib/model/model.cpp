@@ -111,6 +111,14 @@ void Model::upload(const Batch& b, Inputs& in, BatchView& v) {
   if (b.rows != v.rows || v.tokens > v.capacity || v.tokens == 0)
     throw Error(fmt::format("internal: a batch of {} rows and {} tokens does not fit the plan's {} x {}", b.rows,
                             v.tokens, v.rows, v.seq_len));
+  // A learned position table is indexed by position: never read or write past its rows.
+  const ModelSpec& m = plan_.model;
+  if (m.arch == Arch::gpt2)
+    for (const std::int32_t p : b.position_ids)
+      if (p < 0 || p >= m.max_position_embeddings)
+        throw Error(fmt::format("a batch holds position {} but the learned position table has {} rows (re-pack long "
+                                "documents with data.overflow=truncate)",
+                                p, m.max_position_embeddings));
   // Sized as the plan's input buffers: capacity tokens, capacity + 1 document boundaries.
   in.ids = Tracked<std::int32_t>(mem_, v.capacity, Category::activations);
   in.targets = Tracked<std::int32_t>(mem_, v.capacity, Category::activations);

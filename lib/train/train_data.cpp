@@ -42,6 +42,10 @@ ShardSet open_shards(const Recipe& recipe, const std::vector<std::string>& paths
     }
     set.rows += info.rows;
     set.tokens += info.tokens;
+    if (reader.position_end() > set.position_end) {
+      set.position_end = reader.position_end();
+      set.position_end_file = set.files[i];
+    }
   }
   return set;
 }
@@ -67,6 +71,15 @@ void check_shards_fit(const Recipe& recipe, const ShardSet& shards, const std::s
                        fmt::format("is '{}' ({}) but {} was packed with '{}'", spec, tokenizer->identity(), first,
                                    info.tokenizer));
   }
+  // A learned position table has rows for max_position_embeddings positions; pack-data's
+  // split documents continue counting past the row length (for RoPE models that is the point).
+  const ModelSpec& m = recipe.model;
+  if (m.arch == Arch::gpt2 && shards.position_end > static_cast<std::uint64_t>(m.max_position_embeddings))
+    throw InputError(SourceLoc{shards.position_end_file, 0, 0}, key,
+                     fmt::format("long documents were split into rows that continue to position {}, but gpt2's "
+                                 "learned positions stop at model.max_position_embeddings = {}: re-pack with "
+                                 "data.overflow=truncate, or use a larger max_position_embeddings",
+                                 shards.position_end - 1, m.max_position_embeddings));
   const std::uint64_t need = static_cast<std::uint64_t>(recipe.train.micro_batch_size * recipe.dist.world_size);
   if (shards.rows < need)
     throw InputError(recipe.locate("train.micro_batch_size"), "train.micro_batch_size",

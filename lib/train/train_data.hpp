@@ -17,6 +17,8 @@ struct ShardSet {
   ShardInfo info;            // of the first shard; all agree on tokenizer and packing length
   std::uint64_t rows = 0;    // over all shards
   std::uint64_t tokens = 0;
+  std::uint64_t position_end = 0;  // one past the largest position id (ShardReader::position_end)
+  std::string position_end_file;   // the shard that reaches it
 };
 
 // Resolves `paths` (pack-data output directories, via their manifest, or shard files) and
@@ -25,7 +27,8 @@ ShardSet open_shards(const Recipe& recipe, const std::vector<std::string>& paths
 
 // Errors when the shards cannot feed this model and recipe: vocabulary larger than
 // model.vocab_size, a packing length other than data.packing_length, a tokenizer other than
-// data.tokenizer (when the recipe names one), fewer rows than one micro-batch per rank.
+// data.tokenizer (when the recipe names one), fewer rows than one micro-batch per rank,
+// positions (of split documents) beyond a learned position table.
 void check_shards_fit(const Recipe& recipe, const ShardSet& shards, const std::string& key);
 
 }  // namespace llmlab

@@ -94,6 +94,12 @@ check "... naming the shard" one_error_line corrupt "shard-00000.bin"
 run batch "$recipe" "${tiny[@]}" output.dir="$tmp/e" train.micro_batch_size=100000
 check "a batch larger than the data exits 2" test "$rc" -eq 2
 check "... naming train.micro_batch_size" one_error_line batch "train.micro_batch_size"
+# GPT-2's learned positions: the samples' long documents continue past 512 positions when split.
+run positions "$src/recipes/tiny/gpt2_pretrain_cpu.yaml" model.hidden_size=64 model.num_layers=1 model.num_heads=4 \
+  model.num_kv_heads=4 data.packing_length=128 "data.shards=[$tmp/packed]" output.dir="$tmp/positions"
+check "split documents beyond gpt2's position table: exit 2" test "$rc" -eq 2
+check "... naming the positions and model.max_position_embeddings" one_error_line positions \
+  "data.shards: long documents were split into rows that continue to position [0-9]*, but gpt2's learned positions stop at model.max_position_embeddings = 512"
 run unwritable "$recipe" "${tiny[@]}" output.dir="$tmp/packed/manifest.json/run"
 check "an unwritable output directory fails" test "$rc" -ne 0
 check "... with one line naming it" one_error_line unwritable "manifest.json"

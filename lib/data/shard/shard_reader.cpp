@@ -38,6 +38,7 @@ struct ShardReader::State {
   ShardInfo info;
   ShardLayout layout;
   MappedFile map;
+  std::uint64_t position_end = 0;  // found by check_rows
 
   [[noreturn]] void bad(const std::string& problem) const { throw InputError(SourceLoc{path, 0, 0}, "", problem); }
 
@@ -118,7 +119,7 @@ struct ShardReader::State {
     zero(mask_end + (info.tokens % 8 != 0 ? 1 : 0), layout.row_docs, "loss mask");
   }
 
-  void check_rows() const {
+  void check_rows() {
     if (row_offset(0) != 0 || row_offset(info.rows) != info.tokens)
       bad(fmt::format("row offsets run from {} to {}, expected 0 to {} tokens", row_offset(0), row_offset(info.rows), info.tokens));
     if (row_doc(0) != 0 || row_doc(info.rows) != info.docs)
@@ -137,6 +138,7 @@ struct ShardReader::State {
         if (entry.length == 0) bad(fmt::format("row {}: document {} is empty", r, d - d0));
         if (std::uint64_t{entry.position_offset} + entry.length > std::numeric_limits<std::int32_t>::max())
           bad(fmt::format("row {}: document {} has positions beyond int32", r, d - d0));
+        position_end = std::max<std::uint64_t>(position_end, std::uint64_t{entry.position_offset} + entry.length);
         sum += entry.length;
       }
       if (sum != end - begin) bad(fmt::format("row {}: document lengths sum to {} but the row holds {} tokens", r, sum, end - begin));
@@ -173,6 +175,7 @@ ShardReader& ShardReader::operator=(ShardReader&&) noexcept = default;
 
 const ShardInfo& ShardReader::info() const { return state_->info; }
 std::uint64_t ShardReader::rows() const { return state_->info.rows; }
+std::uint64_t ShardReader::position_end() const { return state_->position_end; }
 
 PackedRow ShardReader::row(std::uint64_t index) const {
   const auto& s = *state_;

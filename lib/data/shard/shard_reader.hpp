@@ -21,6 +21,9 @@ class ShardReader {
   const ShardInfo& info() const;
   std::uint64_t rows() const;
   PackedRow row(std::uint64_t index) const;
+  // One past the largest position id of any token: documents split into continuation rows
+  // carry on counting positions, which a learned position table must cover.
+  std::uint64_t position_end() const;
 
  private:
   struct State;
