@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "model/embedding_head.hpp"
 
 namespace llmlab {
 
@@ -25,36 +26,6 @@ Category slot_category(const Slot& s) { return s.loss ? Category::loss : Categor
 
 bool ends_segment(const Plan& plan, std::size_t i) {
   return i + 1 == plan.layers.size() || plan.layers[i + 1].segment != plan.layers[i].segment;
-}
-
-const char* token_embedding_name(const ModelSpec& m) {
-  return m.arch == Arch::gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
-}
-
-// Token and (GPT-2) position embeddings: the "embedding" unit.
-struct EmbeddingParams {
-  ParamSlice wte, wpe;
-};
-
-EmbeddingParams embedding_params(const Weights& w, const ModelSpec& m) {
-  return {w.get(token_embedding_name(m)), m.arch == Arch::gpt2 ? w.get("transformer.wpe.weight") : ParamSlice{}};
-}
-
-// Final norm and output projection (the tied token embedding, or lm_head): the "head" unit.
-struct HeadParams {
-  ParamSlice norm_w, norm_b, lm_head;
-};
-
-HeadParams head_params(const Weights& w, const ModelSpec& m) {
-  HeadParams h;
-  if (m.arch == Arch::gpt2) {
-    h.norm_w = w.get("transformer.ln_f.weight");
-    h.norm_b = w.get("transformer.ln_f.bias");
-  } else {
-    h.norm_w = w.get("model.norm.weight");
-  }
-  h.lm_head = w.get(m.tie_embeddings ? token_embedding_name(m) : "lm_head.weight");
-  return h;
 }
 
 }  // namespace

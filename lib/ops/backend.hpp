@@ -33,6 +33,20 @@ struct AttentionShape {
   float scale = 0;            // softmax scale, usually 1/sqrt(D)
 };
 
+// Decode attention: one new query per row against that row's sequence in a KV cache, the
+// step of autoregressive generation after the prompt (rl rollouts). The cache holds, per
+// sequence, `capacity` token rows of [Hkv, D] (post-RoPE keys), i.e. k_cache and v_cache are
+// [sequences, capacity, Hkv, D]: the token-major layout of training's k and v, so a packed
+// prefill's [T, Hkv, D] rows of one document go into the cache with one copy.
+struct DecodeAttentionShape {
+  std::int64_t rows = 0;      // N: queries, one per sequence being extended
+  std::int64_t capacity = 0;  // token rows per cached sequence
+  std::int64_t heads = 0;     // Hq
+  std::int64_t kv_heads = 0;  // Hkv, divides Hq (q head h reads kv head h / (Hq/Hkv))
+  std::int64_t head_dim = 0;  // D
+  float scale = 0;            // softmax scale, usually 1/sqrt(D)
+};
+
 // Bytes of the materialised probabilities (naive kernel): Hq * sum_i len_i^2 floats, laid out
 // document by document, head by head, [len, len] each. The plan sizes the slot for the worst
 // case, rows * Hq * s^2.
@@ -123,6 +137,14 @@ class Backend {
                                   const std::int32_t* cu_seqlens_host, const float* q, const float* k,
                                   const float* v, const float* out, const float* lse, const float* probs,
                                   const float* dout, float* dq, float* dk, float* dv, float* scratch) = 0;
+
+  // out [N, Hq, D] = softmax(scale * q k^T) v for each row n over keys [0, lengths[n]) of cache
+  // sequence seq[n] (row n itself when seq is null); lengths count the new token, whose k and v
+  // the caller has already written at position lengths[n] - 1. A row with length 0 gives 0.
+  // q [N, Hq, D]; k_cache, v_cache [sequences, capacity, Hkv, D]; seq, lengths [N] (device).
+  virtual void attention_decode(const DecodeAttentionShape& s, const float* q, const float* k_cache,
+                                const float* v_cache, const std::int32_t* seq, const std::int32_t* lengths,
+                                float* out) = 0;
 
   // --- optimizer and reductions -----------------------------------------------------------------
   // Sum of squares in float64 with a fixed reduction order (independent of thread count).

@@ -65,6 +65,8 @@ class CpuBackend final : public Backend {
                           const std::int32_t* cu_seqlens_host, const float* q, const float* k, const float* v,
                           const float* out, const float* lse, const float* probs, const float* dout, float* dq,
                           float* dk, float* dv, float* scratch) override;
+  void attention_decode(const DecodeAttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+                        const std::int32_t* seq, const std::int32_t* lengths, float* out) override;
 
   double sum_squares(const float* x, std::int64_t n) override;
   void scale(float* x, std::int64_t n, float alpha) override;
