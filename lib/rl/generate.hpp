@@ -1,7 +1,8 @@
 // Batched rollouts: k samples of each prompt generated together with the KV-cached
 // Generator (one prefill per prompt, copied to its k sequences), then one decode step per
-// token for every unfinished sequence, until a stop token or the response-length cap. Each sequence draws from its own seeded state (sequence_seed), so
-// its tokens do not depend on what else is in the batch beyond fp32 rounding of the logits.
+// token for every unfinished sequence, until a stop token or the response-length cap. Each
+// sequence draws from its own seeded state (sequence_seed), so its tokens do not depend on
+// what else is in the batch beyond fp32 rounding of the logits.
 #pragma once
 
 #include <cstdint>
