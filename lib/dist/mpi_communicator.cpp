@@ -28,6 +28,7 @@
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
+#include "dist/queued_handle.hpp"
 
 namespace llmlab {
 namespace {
@@ -148,6 +149,7 @@ class MpiCommunicator final : public Communicator {
   // received_bytes: what this op brings from other ranks, counted once it has started.
   CommHandle start(std::shared_ptr<MpiOp> op, std::int64_t received_bytes = 0);
   void progress();
+  bool running(const MpiOp& op) const { return op.state_ == MpiOp::State::running; }
   bool test(MpiOp& op);
   void wait(MpiOp& op);
   int count(std::int64_t n, const std::string& what) const;
@@ -173,25 +175,6 @@ class MpiCommunicator final : public Communicator {
   std::vector<std::vector<std::byte>> free_scratch_;
   ScratchAllocator* scratch_allocator_ = nullptr;
   std::int64_t traffic_bytes_ = 0;
-};
-
-// The handle's view of an op: polling goes through the communicator (queue order).
-class MpiHandleOp final : public CommHandle::Op {
- public:
-  MpiHandleOp(MpiCommunicator& c, std::shared_ptr<MpiOp> op) : comm_(c), op_(std::move(op)) {}
-  ~MpiHandleOp() override {
-    if (op_->state_ != MpiOp::State::running) return;
-    try {
-      comm_.wait(*op_);
-    } catch (...) {  // a destructor cannot throw: the communicator is failed() now
-    }
-  }
-  bool test() override { return comm_.test(*op_); }
-  void wait() override { comm_.wait(*op_); }
-
- private:
-  MpiCommunicator& comm_;
-  std::shared_ptr<MpiOp> op_;
 };
 
 // A typed scratch buffer an op holds while in flight: from the caller's ScratchAllocator when
@@ -567,7 +550,7 @@ CommHandle MpiCommunicator::start(std::shared_ptr<MpiOp> op, std::int64_t receiv
   traffic_bytes_ += received_bytes;
   queue_.push_back(op);
   progress();
-  return CommHandle(std::make_unique<MpiHandleOp>(*this, std::move(op)));
+  return CommHandle(std::make_unique<QueuedHandleOp<MpiCommunicator, MpiOp>>(*this, std::move(op)));
 }
 
 void MpiCommunicator::progress() {

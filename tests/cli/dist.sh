@@ -15,17 +15,8 @@ fi
 [ -x "$bin/comm-check" ] || { echo "FAIL: $bin/comm-check is missing"; exit 1; }
 # shellcheck source=support/harness.sh
 source "$(dirname "${BASH_SOURCE[0]}")/support/harness.sh"
-# CI runs as root in a container on 2 cores: OpenMPI refuses root without the flag, and more
-# ranks than cores without --oversubscribe. No binding: 4 ranks pinned to 2 cores crawl.
-# OpenMPI 5 (PRRTE) reads the PRTE_ variables instead of the OMPI_ ones.
-export OMPI_MCA_rmaps_base_oversubscribe=1 PRTE_MCA_rmaps_default_mapping_policy=:oversubscribe
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# Under the asan preset, leak detection is off for these runs (ASan's memory-error checks
-# stay on): OpenMPI unloads its dlopen'd components at MPI_Finalize, so the allocations they
-# keep are reported from "<unknown module>" and cannot be suppressed by library name.
-export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
-mpi=(mpirun --oversubscribe --bind-to none)
-[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
+# shellcheck source=support/mpi.sh
+source "$(dirname "${BASH_SOURCE[0]}")/support/mpi.sh"
 run() {  # NAME NP ARGS...: exit code in $rc, seconds in $secs, output in $tmp/NAME.{out,err}
   local name="$1" np="$2"; shift 2
   local t0; t0=$(date +%s%N)

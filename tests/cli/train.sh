@@ -17,17 +17,8 @@ run() {  # NAME ARGS...: exit code in $rc, output in $tmp/NAME.{out,err}
 one_error_line() {  # NAME PATTERN
   [ "$(wc -l <"$tmp/$1.err")" -eq 1 ] && grep -q "^train: error: .*$2" "$tmp/$1.err"
 }
-losses() {  # NAME: "step loss" per line from --json output
-  python3 -c 'import json,sys
-for line in open(sys.argv[1]):
-    o = json.loads(line)
-    if "step" in o: print(o["step"], repr(o["loss"]))' "$tmp/$1.out"
-}
-summary() {  # NAME EXPRESSION over the summary object s
-  python3 -c 'import json,sys
-s = [json.loads(l) for l in open(sys.argv[1]) if "summary" in l][-1]["summary"]
-print(eval(sys.argv[2]))' "$tmp/$1.out" "$2"
-}
+# shellcheck source=support/train_json.sh
+source "$(dirname "${BASH_SOURCE[0]}")/support/train_json.sh"
 
 "$bin/pack-data" "$src/recipes/tiny/pack_cpu.yaml" data.packing_length=128 data.output="$tmp/packed" --quiet >/dev/null ||
   { echo "FAIL: packing the samples"; exit 1; }

@@ -15,12 +15,8 @@ if ! command -v mpirun >/dev/null 2>&1; then
 fi
 # shellcheck source=support/harness.sh
 source "$(dirname "${BASH_SOURCE[0]}")/support/harness.sh"
-# As in dist.sh: root in a 2-core container needs the flags, no binding, no leak checks.
-export OMPI_MCA_rmaps_base_oversubscribe=1 PRTE_MCA_rmaps_default_mapping_policy=:oversubscribe
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
-mpi=(mpirun --oversubscribe --bind-to none)
-[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
+# shellcheck source=support/mpi.sh
+source "$(dirname "${BASH_SOURCE[0]}")/support/mpi.sh"
 
 # The checks below start python dozens of times: once through a version-manager shim (pyenv
 # takes ~1 s a call on a busy 2-core machine) is enough.
@@ -45,17 +41,8 @@ show() { sed 's/^/   | /' "$tmp/$1.out" "$tmp/$1.err" | grep -v '^   | *$' | hea
 failed_within() {  # SECONDS: non-zero exit, not killed by `timeout`, within SECONDS
   [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && [ "${secs%.*}" -lt "$1" ]
 }
-losses() {  # NAME: "step loss" per line from --json output
-  python3 -c 'import json,sys
-for line in open(sys.argv[1]):
-    o = json.loads(line)
-    if "step" in o: print(o["step"], repr(o["loss"]))' "$tmp/$1.out"
-}
-summary() {  # NAME EXPRESSION over the summary object s
-  python3 -c 'import json,sys
-s = [json.loads(l) for l in open(sys.argv[1]) if "summary" in l][-1]["summary"]
-print(eval(sys.argv[2]))' "$tmp/$1.out" "$2"
-}
+# shellcheck source=support/train_json.sh
+source "$(dirname "${BASH_SOURCE[0]}")/support/train_json.sh"
 close() {  # TOLERANCE A B: each step of A has B's loss within relative TOLERANCE (0: bit-identical)
   python3 -c 'import sys
 a, b = (dict(l.split() for l in open(f)) for f in sys.argv[2:])

@@ -43,6 +43,7 @@
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
+#include "dist/queued_handle.hpp"
 
 namespace llmlab {
 namespace {
@@ -165,6 +166,7 @@ class NcclCommunicator final : public Communicator {
   [[noreturn]] void cuda_failed(cudaError_t rc, const char* call, const char* file, int line);
   [[noreturn]] void nccl_failed(ncclResult_t rc, const char* call, const char* file, int line);
   void settle(ncclResult_t rc, const char* call, const char* file, int line, const std::string& what);
+  bool running(const NcclOp& op) const { return op.state == NcclOp::State::running; }
   bool test(NcclOp& op);
   void wait(NcclOp& op);
 
@@ -208,25 +210,6 @@ class NcclCommunicator final : public Communicator {
   std::string failure_;
   std::int64_t traffic_bytes_ = 0;
   std::int64_t mpi_traffic_base_ = 0;  // the bootstrap's bytes are not the caller's traffic
-};
-
-// The handle's view of an op: polling goes through the communicator (issue order).
-class NcclHandleOp final : public CommHandle::Op {
- public:
-  NcclHandleOp(NcclCommunicator& c, std::shared_ptr<NcclOp> op) : comm_(c), op_(std::move(op)) {}
-  ~NcclHandleOp() override {
-    if (op_->state != NcclOp::State::running) return;
-    try {
-      comm_.wait(*op_);
-    } catch (...) {  // a destructor cannot throw: the communicator is failed() now
-    }
-  }
-  bool test() override { return comm_.test(*op_); }
-  void wait() override { comm_.wait(*op_); }
-
- private:
-  NcclCommunicator& comm_;
-  std::shared_ptr<NcclOp> op_;
 };
 
 // --- set-up and tear-down -----------------------------------------------------------------------
@@ -566,7 +549,7 @@ CommHandle NcclCommunicator::finish(std::shared_ptr<NcclOp> op, std::int64_t rec
   traffic_bytes_ += received_bytes;
   queue_.push_back(op);
   poll();
-  return CommHandle(std::make_unique<NcclHandleOp>(*this, std::move(op)));
+  return CommHandle(std::make_unique<QueuedHandleOp<NcclCommunicator, NcclOp>>(*this, std::move(op)));
 }
 
 void NcclCommunicator::free_pool() {
