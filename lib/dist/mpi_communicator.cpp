@@ -573,8 +573,7 @@ bool MpiCommunicator::test(MpiOp& op) {
 
 void MpiCommunicator::wait(MpiOp& op) {
   const auto start_time = Clock::now();
-  auto nap = std::chrono::microseconds(20);
-  for (int polls = 0;; ++polls) {
+  for (PollBackoff backoff;; backoff.pause()) {
     if (test(op)) return;
     const double waited = std::chrono::duration<double>(Clock::now() - start_time).count();
     if (waited > timeout_) {
@@ -582,14 +581,6 @@ void MpiCommunicator::wait(MpiOp& op) {
           queue_.empty() || queue_.front().get() == &op ? "" : fmt::format(", queued behind {}", queue_.front()->what_);
       fail(fmt::format("{}: {}{} did not complete in {} s (a rank died or diverged)", who(), op.what_, behind,
                        timeout_));
-    }
-    // Spin briefly (small collectives finish in microseconds), then back off to 1 ms naps so
-    // an oversubscribed node's waiting ranks leave the cores to the ones still computing.
-    if (polls < 64) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(nap);
-      nap = std::min(nap * 2, std::chrono::microseconds(1000));
     }
   }
 }

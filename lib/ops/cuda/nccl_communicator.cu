@@ -106,17 +106,6 @@ struct NcclOp {
 // a timeout).
 #define LLMLAB_NCCL_SETTLE(comm, call, what) (comm).settle((call), #call, __FILE__, __LINE__, what)
 
-// Spin briefly (small collectives finish in microseconds), then back off to 1 ms naps so an
-// oversubscribed node's waiting ranks leave the cores to the ones still working (as MPI's wait).
-void back_off(int polls, std::chrono::microseconds& nap) {
-  if (polls < 64) {
-    std::this_thread::yield();
-  } else {
-    std::this_thread::sleep_for(nap);
-    nap = std::min(nap * 2, std::chrono::microseconds(1000));
-  }
-}
-
 // Elements rank `me` receives from the others in an all-reduce of n: its block of ceil(n / W)
 // from each of the W - 1 others, then every block but its own.
 std::int64_t all_reduce_received(std::int64_t n, int W, int me) {
@@ -330,8 +319,7 @@ void NcclCommunicator::settle(ncclResult_t rc, const char* call, const char* fil
                               const std::string& what) {
   if (rc != ncclSuccess && rc != ncclInProgress) nccl_failed(rc, call, file, line);
   const auto start = Clock::now();
-  auto nap = std::chrono::microseconds(20);
-  for (int polls = 0;; ++polls) {
+  for (PollBackoff backoff;; backoff.pause()) {
     ncclResult_t state = ncclSuccess;
     const ncclResult_t query = ncclCommGetAsyncError(comm_, &state);
     if (query != ncclSuccess) nccl_failed(query, "ncclCommGetAsyncError", file, line);
@@ -339,7 +327,6 @@ void NcclCommunicator::settle(ncclResult_t rc, const char* call, const char* fil
     if (state != ncclInProgress) nccl_failed(state, call, file, line);
     if (std::chrono::duration<double>(Clock::now() - start).count() > timeout_)
       fail(fmt::format("{}: {} did not complete in {} s (a rank died or diverged)", who(), what, timeout_));
-    back_off(polls, nap);
   }
 }
 
@@ -401,8 +388,7 @@ bool NcclCommunicator::test(NcclOp& op) {
 
 void NcclCommunicator::wait(NcclOp& op) {
   const auto start = Clock::now();
-  auto nap = std::chrono::microseconds(20);
-  for (int polls = 0;; ++polls) {
+  for (PollBackoff backoff;; backoff.pause()) {
     if (test(op)) return;
     if (std::chrono::duration<double>(Clock::now() - start).count() > timeout_) {
       const std::string behind =
@@ -410,7 +396,6 @@ void NcclCommunicator::wait(NcclOp& op) {
       fail(fmt::format("{}: {}{} did not complete in {} s (a rank died or diverged)", who(), op.what, behind,
                        timeout_));
     }
-    back_off(polls, nap);
   }
 }
 
