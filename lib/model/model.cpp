@@ -110,7 +110,15 @@ void Model::upload(const Batch& b, Inputs& in, BatchView& v) {
   v.cu_seqlens_host = b.cu_seqlens.data();
 }
 
-double Model::forward(const BatchView& v, bool keep_for_backward, float grad_scale) {
+// log p(target) = -(token loss), read back from the head's per-token losses.
+void Model::token_losses(const BatchView& v, std::vector<float>& logp) {
+  logp.resize(static_cast<std::size_t>(v.tokens));
+  be_.copy_to_host(logp.data(), head_[static_cast<std::size_t>(head_losses_)], logp.size() * sizeof(float));
+  for (float& x : logp) x = -x;
+}
+
+double Model::forward(const BatchView& v, bool keep_for_backward, float grad_scale, const TokenGradient* token_gradient,
+                      std::vector<float>* logp) {
   const ModelSpec& m = plan_.model;
   const std::int64_t T = v.tokens, C = m.hidden_size, V = m.vocab_size;
   const std::size_t L = plan_.layers.size();
@@ -149,7 +157,21 @@ double Model::forward(const BatchView& v, bool keep_for_backward, float grad_sca
   be_.gemm(false, true, T, V, C, 1.0f, h(head_out_), C, hp.lm_head.w, C, 0.0f, h(head_logits_), V);
   // Fused cross-entropy: the logits are overwritten by their gradient, never copied.
   const double loss = be_.cross_entropy(h(head_logits_), v.targets, v.loss_mask, h(head_losses_), h(head_lse_), T, V,
-                                        keep_for_backward ? grad_scale : 0.0f);
+                                        keep_for_backward && !token_gradient ? grad_scale : 0.0f);
+  if (logp) token_losses(v, *logp);
+  if (keep_for_backward && token_gradient) {
+    // The logits are still intact (grad_scale 0 above): turn the caller's d loss / d log p
+    // into the weights of the separate cross-entropy backward (loss = -log p).
+    std::vector<float> lp, dlogp(static_cast<std::size_t>(T), 0.0f);
+    token_losses(v, lp);
+    (*token_gradient)(lp, dlogp);
+    std::vector<std::uint8_t> mask(static_cast<std::size_t>(T));
+    std::vector<std::int32_t> targets(static_cast<std::size_t>(T));
+    be_.copy_to_host(mask.data(), v.loss_mask, mask.size());
+    be_.copy_to_host(targets.data(), v.targets, targets.size() * sizeof(std::int32_t));
+    for (std::size_t t = 0; t < dlogp.size(); ++t) dlogp[t] = mask[t] && targets[t] >= 0 ? -dlogp[t] : 0.0f;
+    be_.cross_entropy_backward(h(head_logits_), v.targets, dlogp.data(), T, V);
+  }
   release(head_unit_, false);
   if (!keep_for_backward) {
     for (auto& p : head_)
@@ -231,6 +253,26 @@ double Model::forward_backward(const Batch& batch, float grad_scale, bool last) 
   const double loss = forward(view, true, grad_scale);
   backward(view);
   return loss;
+}
+
+double Model::forward_backward(const Batch& batch, const TokenGradient& fn, bool last) {
+  Inputs in;
+  BatchView view;
+  upload(batch, in, view);
+  if (access_) access_->begin_micro_batch(true, last);
+  const double loss = forward(view, true, 0.0f, &fn);
+  backward(view);
+  return loss;
+}
+
+std::vector<float> Model::token_logprobs(const Batch& batch) {
+  Inputs in;
+  BatchView view;
+  upload(batch, in, view);
+  if (access_) access_->begin_micro_batch(false, false);
+  std::vector<float> logp;
+  forward(view, false, 0.0f, nullptr, &logp);
+  return logp;
 }
 
 double Model::forward_loss(const Batch& batch) {

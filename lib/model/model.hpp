@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "data/batch.hpp"
@@ -42,10 +44,22 @@ class Model {
   // Forward only (evaluation): the sum of token losses; nothing is kept between layers.
   double forward_loss(const Batch& batch);
 
+  // Losses defined on log-probabilities that are known only after the forward (RL policy
+  // losses): `fn` receives log p(target) of every token ([T], 0 where the token does not
+  // count) and writes d loss / d log p(target) into dlogp ([T], zero-filled; ignored where
+  // the token does not count). Weight gradients accumulate as in forward_backward. Returns
+  // the sum of counted token losses (-sum log p).
+  using TokenGradient = std::function<void(std::span<const float> logp, std::span<float> dlogp)>;
+  double forward_backward(const Batch& batch, const TokenGradient& fn, bool last = true);
+  // Forward only: log p(target) of every token ([T], 0 where the token does not count).
+  std::vector<float> token_logprobs(const Batch& batch);
+
  private:
   struct Inputs;
   void upload(const Batch& batch, Inputs& in, BatchView& view);
-  double forward(const BatchView& view, bool keep_for_backward, float grad_scale);
+  double forward(const BatchView& view, bool keep_for_backward, float grad_scale,
+                 const TokenGradient* token_gradient = nullptr, std::vector<float>* logp = nullptr);
+  void token_losses(const BatchView& view, std::vector<float>& logp);
   void backward(const BatchView& view);
   void allocate_slots(std::size_t layer);
   void free_slots(std::size_t layer, bool only_dropped);

@@ -121,6 +121,14 @@ class Backend {
   // on counted rows and 0 elsewhere. Returns the sum of counted losses (float64).
   virtual double cross_entropy(float* logits, const std::int32_t* targets, const std::uint8_t* mask, float* losses,
                                float* lse, std::int64_t T, std::int64_t V, float grad_scale) = 0;
+  // The backward on its own, for losses whose per-token weight is known only after the
+  // forward (RL: a token's weight depends on its sequence's log-probability): logits [T, V]
+  // (left intact by a cross_entropy call with grad_scale 0) become
+  // dloss[t] * (softmax - onehot(target)), exactly what cross_entropy writes for
+  // grad_scale = dloss[t]; rows with target < 0 or dloss[t] == 0 become 0. dloss is host
+  // memory [T].
+  virtual void cross_entropy_backward(float* logits, const std::int32_t* targets, const float* dloss, std::int64_t T,
+                                      std::int64_t V) = 0;
 
   // --- attention ------------------------------------------------------------------------------
   // out [T, Hq, D] = softmax(scale * q k^T + mask) v per document. flash: tiled online

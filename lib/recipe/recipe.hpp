@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "recipe/raw_config.hpp"
+#include "rl/rl_settings.hpp"
 #include "spec/model_spec.hpp"
 #include "spec/settings.hpp"
 
@@ -16,6 +17,7 @@ namespace llmlab {
 
 struct Recipe : RunSettings {
   ModelSpec model;
+  RlSettings rl;  // rl-train's keys (data.max_prompt_length, rollout.*, task.*, algorithm.*, ...)
 
   std::string path;                          // the recipe file given by the user
   std::map<std::string, SourceLoc> sources;  // where each key that was set came from

@@ -13,207 +13,13 @@
 #include "core/text.hpp"
 #include "core/units.hpp"
 #include "recipe/recipe.hpp"
+#include "recipe/field_builders.hpp"
 
 namespace llmlab {
 
 namespace {
 
-constexpr long long kMaxInt = std::numeric_limits<long long>::max();
-
-Field blank_field(std::string key, std::string type, std::string doc) {
-  Field f;
-  f.key = std::move(key);
-  f.type = std::move(type);
-  f.doc = std::move(doc);
-  return f;
-}
-
-std::string describe(const YAML::Node& v) {
-  if (v.IsSequence()) return "a list";
-  if (v.IsMap()) return "a mapping";
-  if (v.IsNull()) return "nothing";
-  return "'" + v.Scalar() + "'";
-}
-
-void require_scalar(const YAML::Node& v, const SourceLoc& where, const std::string& key, const char* expected) {
-  if (!v.IsScalar()) throw InputError(where, key, fmt::format("expected {}, got {}", expected, describe(v)));
-}
-
-std::string yaml_string(const std::string& s) {
-  YAML::Emitter e;
-  e << s;
-  return e.c_str();
-}
-
-template <class Get>
-Field integer(std::string key, Get get, long long lo, long long hi, std::string doc) {
-  std::string type = hi == kMaxInt ? fmt::format("integer >= {}", lo) : fmt::format("integer in [{}, {}]", lo, hi);
-  Field f = blank_field(key, type, std::move(doc));
-  f.assign = [key, get, lo, hi](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    require_scalar(v, where, key, "an integer");
-    long long x = 0;
-    try {
-      x = v.as<long long>();
-    } catch (const YAML::Exception&) {
-      throw InputError(where, key, fmt::format("expected an integer, got {}", describe(v)));
-    }
-    if (x < lo) throw InputError(where, key, fmt::format("must be >= {} (got {})", lo, x));
-    if (x > hi) throw InputError(where, key, fmt::format("must be <= {} (got {})", hi, x));
-    get(r) = static_cast<std::remove_reference_t<decltype(get(r))>>(x);
-  };
-  f.show = [get](const Recipe& r) { return std::to_string(get(const_cast<Recipe&>(r))); };
-  return f;
-}
-
-template <class Get>
-Field number(std::string key, Get get, double lo, double hi, bool hi_open, std::string doc) {
-  std::string type = fmt::format("number in [{}, {}{}", lo, hi, hi_open ? ")" : "]");
-  if (hi == std::numeric_limits<double>::infinity()) type = fmt::format("number >= {}", lo);
-  Field f = blank_field(key, type, std::move(doc));
-  f.assign = [key, get, lo, hi, hi_open](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    require_scalar(v, where, key, "a number");
-    double x = 0;
-    try {
-      x = v.as<double>();
-    } catch (const YAML::Exception&) {
-      throw InputError(where, key, fmt::format("expected a number, got {}", describe(v)));
-    }
-    if (!std::isfinite(x)) throw InputError(where, key, "must be a finite number");
-    if (x < lo) throw InputError(where, key, fmt::format("must be >= {} (got {})", lo, x));
-    if (x > hi || (hi_open && x == hi))
-      throw InputError(where, key, fmt::format("must be {} {} (got {})", hi_open ? "<" : "<=", hi, x));
-    get(r) = x;
-  };
-  f.show = [get](const Recipe& r) { return fmt::format("{}", get(const_cast<Recipe&>(r))); };
-  return f;
-}
-
-template <class Get>
-Field boolean(std::string key, Get get, std::string doc) {
-  Field f = blank_field(key, "true|false", std::move(doc));
-  f.assign = [key, get](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    require_scalar(v, where, key, "true or false");
-    try {
-      get(r) = v.as<bool>();
-    } catch (const YAML::Exception&) {
-      throw InputError(where, key, fmt::format("expected true or false, got {}", describe(v)));
-    }
-  };
-  f.show = [get](const Recipe& r) { return std::string(get(const_cast<Recipe&>(r)) ? "true" : "false"); };
-  return f;
-}
-
-template <class Get>
-Field text(std::string key, Get get, std::string doc) {
-  Field f = blank_field(key, "string", std::move(doc));
-  f.assign = [key, get](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    require_scalar(v, where, key, "a string");
-    get(r) = v.Scalar();
-  };
-  f.show = [get](const Recipe& r) { return yaml_string(get(const_cast<Recipe&>(r))); };
-  return f;
-}
-
-template <class E, class Get>
-Field choice(std::string key, Get get, std::vector<std::pair<std::string, E>> options, std::string doc) {
-  std::vector<std::string> names;
-  for (const auto& o : options) names.push_back(o.first);
-  Field f = blank_field(key, "one of " + join(names, "|"), std::move(doc));
-  f.assign = [key, get, options, names](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    require_scalar(v, where, key, ("one of " + join(names, "|")).c_str());
-    for (const auto& [name, value] : options) {
-      if (v.Scalar() == name) {
-        get(r) = value;
-        return;
-      }
-    }
-    std::string msg = fmt::format("must be one of {} (got '{}')", join(names, "|"), v.Scalar());
-    const std::string guess = closest_match(v.Scalar(), names);
-    if (!guess.empty()) msg += fmt::format("; did you mean '{}'?", guess);
-    throw InputError(where, key, msg);
-  };
-  f.show = [get, options](const Recipe& r) {
-    const E value = get(const_cast<Recipe&>(r));
-    for (const auto& o : options)
-      if (o.second == value) return o.first;
-    return std::string("?");
-  };
-  return f;
-}
-
-std::string show_bytes(std::uint64_t b) {
-  if (b != 0 && b % GiB == 0) return fmt::format("{}GiB", b / GiB);
-  if (b != 0 && b % MiB == 0) return fmt::format("{}MiB", b / MiB);
-  return std::to_string(b);
-}
-
-std::uint64_t parse_bytes_value(const YAML::Node& v, const SourceLoc& where, const std::string& key) {
-  require_scalar(v, where, key, "a byte size such as 80GiB");
-  const auto b = parse_bytes(v.Scalar());
-  if (!b) throw InputError(where, key, fmt::format("expected a byte size such as 80GiB or 512MB, got {}", describe(v)));
-  return *b;
-}
-
-template <class Get>
-Field bytes(std::string key, Get get, std::string doc) {
-  Field f = blank_field(key, "bytes (e.g. 80GiB, 512MB)", std::move(doc));
-  f.assign = [key, get](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    using T = std::remove_reference_t<decltype(get(r))>;
-    get(r) = static_cast<T>(parse_bytes_value(v, where, key));
-  };
-  f.show = [get](const Recipe& r) { return show_bytes(static_cast<std::uint64_t>(get(const_cast<Recipe&>(r)))); };
-  return f;
-}
-
-// Paths in a recipe are relative to the file that names them (the command line: the current
-// directory) and are stored absolute, so a printed recipe loads from anywhere.
-std::string resolve_path(const std::string& path, const SourceLoc& where) {
-  namespace fs = std::filesystem;
-  fs::path p(path);
-  if (p.is_relative() && where.known() && where.file != "command line")
-    p = fs::path(where.file).parent_path() / p;
-  return fs::absolute(p).lexically_normal().string();
-}
-
-// A path, or one of `words` (e.g. "byte") kept as written.
-template <class Get>
-Field path(std::string key, Get get, std::vector<std::string> words, std::string doc) {
-  Field f = blank_field(key, words.empty() ? "path" : "path or " + join(words, "|"), std::move(doc));
-  f.assign = [key, get, words](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    require_scalar(v, where, key, "a path");
-    if (v.Scalar().empty()) throw InputError(where, key, "expected a path, got an empty string");
-    const bool word = std::find(words.begin(), words.end(), v.Scalar()) != words.end();
-    get(r) = word ? v.Scalar() : resolve_path(v.Scalar(), where);
-  };
-  f.show = [get](const Recipe& r) { return yaml_string(get(const_cast<Recipe&>(r))); };
-  return f;
-}
-
-template <class Get>
-Field path_list(std::string key, Get get, std::string doc) {
-  Field f = blank_field(key, "list of paths", std::move(doc));
-  f.assign = [key, get](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    std::vector<std::string> out;
-    auto add = [&](const YAML::Node& item) {
-      if (!item.IsScalar() || item.Scalar().empty())
-        throw InputError(where, key, fmt::format("expected a path, got {}", describe(item)));
-      out.push_back(resolve_path(item.Scalar(), where));
-    };
-    if (v.IsSequence())
-      for (const auto& item : v) add(item);
-    else
-      add(v);  // a single path is a list of one
-    get(r) = out;
-  };
-  f.show = [get](const Recipe& r) {
-    YAML::Emitter e;
-    e << YAML::Flow << get(const_cast<Recipe&>(r));
-    return std::string(e.c_str());
-  };
-  return f;
-}
-
-#define AT(member) [](Recipe& r) -> auto& { return r.member; }
+using namespace fields;
 
 std::vector<Field> build_schema() {
   std::vector<Field> s;
@@ -427,6 +233,7 @@ std::vector<Field> build_schema() {
   s.push_back(number("hardware.allocator_reserve", AT(hardware.allocator_reserve), 0, 1, true,
                      "allocator fragmentation reserve as a fraction of the rest; default 0.05 cuda, 0 cpu"));
   s.back().default_text = "by device";
+  add_rl_fields(s);
   return s;
 }
 

@@ -28,6 +28,8 @@ struct Field {
 };
 
 const std::vector<Field>& recipe_schema();
+// rl-train's keys (schema_rl.cpp), appended to the schema.
+void add_rl_fields(std::vector<Field>& schema);
 const Field* find_field(const std::string& key);
 
 }  // namespace llmlab

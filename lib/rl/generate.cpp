@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "rl/rollout.hpp"
 
 namespace llmlab {
 
@@ -25,45 +26,26 @@ std::vector<Completion> generate(Generator& g, const std::vector<std::vector<std
     throw Error(fmt::format("generation: prompts of up to {} tokens plus {} new ones exceed the cache capacity {}",
                             longest, s.max_new_tokens, g.cache().capacity()));
 
-  // Sequence p k + j holds sample j of prompt p.
-  std::vector<Completion> out;
-  std::vector<std::uint64_t> state;
-  std::vector<std::int32_t> firsts, active;  // the first sample of each prompt; sequences still generating
-  for (std::int64_t p = 0; p < P; ++p) {
-    firsts.push_back(static_cast<std::int32_t>(p * k));
-    for (std::int64_t j = 0; j < k; ++j) {
-      out.push_back({p, j, {}, false});
-      state.push_back(sequence_seed(s.seed, static_cast<std::uint64_t>(p), static_cast<std::uint64_t>(j)));
-      active.push_back(static_cast<std::int32_t>(p * k + j));
-    }
-  }
-  if (s.max_new_tokens == 0 || out.empty()) return out;
-
-  // One prefill per prompt; its other samples start from a copy of its cache and logits.
-  const std::int64_t V = g.spec().vocab_size;
-  std::vector<float> prompt_logits, logits(static_cast<std::size_t>(P * k * V));
-  g.prefill(firsts, prompts, prompt_logits);
+  // Trajectory p k + j is sample j of prompt p, with its own seeded state.
+  std::vector<Trajectory> rollouts;
   for (std::int64_t p = 0; p < P; ++p)
     for (std::int64_t j = 0; j < k; ++j) {
-      g.copy_sequence(static_cast<std::int32_t>(p * k), static_cast<std::int32_t>(p * k + j));
-      std::copy_n(prompt_logits.begin() + p * V, V, logits.begin() + (p * k + j) * V);
+      Trajectory t;
+      t.problem = t.group = p;
+      t.sample = j;
+      t.prompt = prompts[static_cast<std::size_t>(p)];
+      t.rng = sequence_seed(s.seed, static_cast<std::uint64_t>(p), static_cast<std::uint64_t>(j));
+      t.finished = s.max_new_tokens == 0;
+      rollouts.push_back(std::move(t));
     }
-  while (!active.empty()) {
-    std::vector<std::int32_t> still, fed;
-    for (std::size_t i = 0; i < active.size(); ++i) {
-      const auto seq = static_cast<std::size_t>(active[i]);
-      const std::int32_t token =
-          sample_token(logits.data() + static_cast<std::int64_t>(i) * V, V, s.sampling, state[seq]);
-      Completion& c = out[seq];
-      c.tokens.push_back(token);
-      c.stopped = std::find(s.stop_tokens.begin(), s.stop_tokens.end(), token) != s.stop_tokens.end();
-      if (c.stopped || static_cast<std::int64_t>(c.tokens.size()) >= s.max_new_tokens) continue;
-      still.push_back(active[i]);
-      fed.push_back(token);
-    }
-    active = std::move(still);
-    if (!active.empty()) g.decode(active, fed, logits);
-  }
+  RolloutSettings rs;
+  rs.sampling = s.sampling;
+  rs.max_response_length = s.max_new_tokens;
+  rs.stop_tokens = s.stop_tokens;
+  extend_rollouts(g, rollouts, rs, 0);
+
+  std::vector<Completion> out;
+  for (auto& t : rollouts) out.push_back({t.group, t.sample, std::move(t.response), t.stopped});
   return out;
 }
 

@@ -26,6 +26,7 @@
 #include "dist/communicator.hpp"
 #include "tools/recipe_plan.hpp"
 #include "train/run_checkpoint.hpp"
+#include "train/run_support.hpp"
 #include "train/train_data.hpp"
 
 namespace llmlab {
@@ -34,24 +35,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
-using Clock = std::chrono::steady_clock;
-
-volatile std::sig_atomic_t g_interrupted = 0;
-
-extern "C" void on_sigint(int) {
-  g_interrupted = 1;
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
-}
+using Clock = RunClock;
 
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // Model FLOPs of a batch (PaLM's MFU convention, recomputation excluded): 6 per parameter
 // used in a matrix product per token (the token embedding is a lookup; a tied one is used
@@ -69,15 +56,6 @@ double model_flops(const ModelSpec& m, const Plan& plan, const Batch& b, bool ca
   return 6.0 * matmul_params * static_cast<double>(b.tokens.size()) + attention;
 }
 
-json model_config(const ModelSpec& m) {
-  return json{{"arch", arch_name(m.arch)},         {"vocab_size", m.vocab_size},
-              {"hidden_size", m.hidden_size},      {"num_layers", m.num_layers},
-              {"num_heads", m.num_heads},          {"num_kv_heads", m.num_kv_heads},
-              {"head_dim", m.head_dim},            {"intermediate_size", m.intermediate_size},
-              {"max_position_embeddings", m.max_position_embeddings},
-              {"tie_embeddings", m.tie_embeddings}, {"norm_eps", m.norm_eps},
-              {"rope_theta", m.rope_theta}};
-}
 
 // What must not change across a resume for it to continue the same run: the model, the data
 // order and the global batch. (Steps, logging, output and exit settings may, and so may the
@@ -90,72 +68,7 @@ std::string recipe_hash(const Recipe& r, const json& model, std::int64_t world) 
   return fmt::format("{:016x}", XXH64(text.data(), text.size(), 0));
 }
 
-// Per-category measured vs planned bytes, and the totals.
-json memory_json(const Plan& plan, const TrackedMemory& mem) {
-  json j;
-  j["measured_peak_bytes"] = mem.peak_bytes();
-  j["planned_peak_bytes"] = plan.peak_bytes;
-  j["relative_error"] = plan.peak_bytes ? static_cast<double>(mem.peak_bytes() - plan.peak_bytes) / static_cast<double>(plan.peak_bytes) : 0.0;
-  json cats = json::object();
-  for (std::size_t c = 0; c < kCategories; ++c) {
-    const auto cat = static_cast<Category>(c);
-    if (plan.at_peak[c] == 0 && mem.at_peak()[c] == 0) continue;
-    cats[category_name(cat)] = {{"measured", mem.at_peak()[c]}, {"planned", plan.at_peak[c]}};
-  }
-  j["categories"] = cats;
-  j["planned_peak_phase"] = plan.peak_phase;
-  return j;
-}
 
-void print_memory(const Plan& plan, const TrackedMemory& mem, std::ostream& out) {
-  Table t;
-  t.column("memory at peak", Table::Align::left).column("measured").column("planned").column("difference");
-  auto diff = [](std::int64_t a, std::int64_t b) {
-    return b ? fmt::format("{:+.2f}%", 100.0 * static_cast<double>(a - b) / static_cast<double>(b)) : std::string("");
-  };
-  for (std::size_t c = 0; c < kCategories; ++c) {
-    if (plan.at_peak[c] == 0 && mem.at_peak()[c] == 0) continue;
-    t.row({category_name(static_cast<Category>(c)), format_bytes(static_cast<double>(mem.at_peak()[c])),
-           format_bytes(static_cast<double>(plan.at_peak[c])), diff(mem.at_peak()[c], plan.at_peak[c])});
-  }
-  t.rule();
-  t.row({"total", format_bytes(static_cast<double>(mem.peak_bytes())), format_bytes(static_cast<double>(plan.peak_bytes)),
-         diff(mem.peak_bytes(), plan.peak_bytes)});
-  t.print(out);
-  out << fmt::format("planned peak: {}\n", plan.peak_phase);
-}
-
-class Progress {
- public:
-  Progress(const TrainOptions& o, std::ostream& err, std::int64_t total)
-      : show_(!o.json && !o.quiet), tty_(::isatty(2) != 0), err_(err), total_(total) {}
-  void step(std::int64_t step, double loss, double lr, double tokens_per_second, double mfu, double eta) {
-    if (!show_) return;
-    const std::string line =
-        fmt::format("step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {} tok/s | MFU {:.1f}% | ETA {}", step,
-                    std::to_string(total_).size(), total_, loss, lr, format_short_count(tokens_per_second), 100 * mfu,
-                    eta > 0 ? format_seconds(eta) : std::string("done"));
-    err_ << line << (tty_ ? "    \r" : "\n") << std::flush;
-    open_ = tty_;
-  }
-  bool live() const { return show_ && tty_; }  // a terminal line redrawn every step
-  void message(const std::string& text) {
-    if (!show_) return;
-    if (open_) err_ << "\n";
-    open_ = false;
-    err_ << text << "\n";
-  }
-  void finish() {
-    if (open_) err_ << "\n";
-    open_ = false;
-  }
-
- private:
-  bool show_, tty_;
-  std::ostream& err_;
-  std::int64_t total_;
-  bool open_ = false;
-};
 
 }  // namespace
 
@@ -181,14 +94,11 @@ void check_trainable(const Recipe& r) {
   if (m.arch == Arch::gpt2 && r.data.packing_length > m.max_position_embeddings)
     refuse("data.packing_length", fmt::format("is {} but gpt2's learned positions stop at model.max_position_embeddings = {}",
                                               r.data.packing_length, m.max_position_embeddings));
-  if (r.data.shards.empty())
-    refuse("data.shards", "no training data: set data.shards to a pack-data output directory");
 }
 
 namespace {
 
 // What every rank must agree on before the first collective: the resolved recipe and the data.
-std::uint64_t text_hash(const std::string& text) { return XXH64(text.data(), text.size(), 0); }
 
 std::uint64_t data_hash(const ShardSet& set) {
   std::string text = fmt::format("{} rows {} tokens", set.rows, set.tokens);
@@ -199,22 +109,6 @@ std::uint64_t data_hash(const ShardSet& set) {
   return text_hash(text);
 }
 
-// Ends the job on every rank when this one fails: in a world of more than one, a rank that
-// returned with an error would leave the others waiting in their next collective until the
-// timeout. The single communicator rethrows (the caller prints and exits).
-template <class F>
-int on_all_ranks_or_abort(Communicator& comm, F&& body) {
-  if (comm.world_size() == 1) return body();
-  try {
-    return body();
-  } catch (const std::exception& e) {
-    // Communicator errors name the rank and host already.
-    const std::string who = fmt::format("rank {} on {}", comm.rank(), comm.host());
-    const std::string what = single_line(e.what());
-    comm.abort("train: error: " + (what.rfind(who, 0) == 0 ? what : who + ": " + what));
-  }
-  return 1;  // not reached: abort() ends the process
-}
 
 }  // namespace
 
@@ -231,8 +125,6 @@ int train_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, 
   const int W = comm.world_size(), rank = comm.rank();
   const bool lead = rank == 0;
   const int stage = static_cast<int>(run.zero.stage);
-  TrainOptions shown = o;
-  if (!lead) shown.quiet = true, shown.json = false;
 
   CpuBackend backend(static_cast<int>(run.train.threads));
   TrackedMemory mem(backend);
@@ -246,7 +138,7 @@ int train_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, 
 
   RunState state;
   state.recipe_hash = recipe_hash(recipe, model_config(spec), W);
-  Progress progress(shown, err, run.train.steps);
+  Progress progress(lead && !o.json && !o.quiet, err);
   if (o.resume) {
     const RunState saved = load_checkpoint_files(latest->second, weights, optimizer, backend);
     if (saved.recipe_hash != state.recipe_hash && lead)
@@ -304,49 +196,10 @@ int train_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, 
     return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
   };
   auto save = [&](std::int64_t step) {
-    // Stage 3 keeps no whole copy of the parameters: gather one for the export (DeepSpeed's
-    // stage3_gather_16bit_weights_on_model_save), outside the step's tracked memory.
-    std::vector<float> gathered;
-    if (weights.params_sharded()) {
-      gathered.resize(static_cast<std::size_t>(weights.numel()));
-      zero.gather_params(gathered.data());
-    }
-    const std::string tag = state.recipe_hash;
-    const std::string tmp = lead ? store.begin_shared(step, tag) : store.shared_tmp(step, tag);
-    comm.barrier();
-    CheckpointPart part;
-    part.shards = stage == 0 ? 1 : W;
-    part.shard = stage == 0 ? 0 : rank;
-    part.optimizer = stage > 0 || lead;
-    part.model = lead;
-    part.world_size = W;
-    part.zero_stage = stage;
-    double failed = 0;
-    std::string why;
-    try {
-      save_checkpoint_files(tmp, weights, gathered.empty() ? weights.params() : gathered.data(), optimizer, backend,
-                            state, spec, model_config(spec), part);
-    } catch (const std::exception& e) {
-      failed = 1;
-      why = e.what();
-    }
-    comm.all_reduce_max_f64(&failed, 1);
-    if (failed > 0) {
-      if (lead) store.abort(tmp);
-      throw Error(why.empty() ? fmt::format("checkpoint of step {}: another rank failed to write its part", step) : why);
-    }
-    std::string where = store.step_path(step);
-    if (lead) where = store.commit(tmp, step);
-    comm.barrier();
-    return where;
+    return save_run_checkpoint(store, step, state, weights, zero, optimizer, backend, spec, comm);
   };
 
-  g_interrupted = 0;
-  auto previous_handler = std::signal(SIGINT, on_sigint);
-  struct RestoreSignal {
-    void (*handler)(int);
-    ~RestoreSignal() { std::signal(SIGINT, handler); }
-  } restore{previous_handler};
+  const InterruptFlag interrupt;
 
   const double peak_flops = run.hardware.peak_tflops * 1e12;
   std::vector<double> step_seconds, tokens_per_second, mfus, traffic;
@@ -426,15 +279,17 @@ int train_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, 
       metrics << record.dump() << "\n" << std::flush;
       if (o.json) out << record.dump() << "\n" << std::flush;
     }
-    if (log_now || progress.live()) progress.step(step, loss, lr, tokens_per_second.back(), mfus.back(), eta);
+    if (log_now || progress.live())
+      progress.line(fmt::format("step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {} tok/s | MFU {:.1f}% | ETA {}", step,
+                                std::to_string(run.train.steps).size(), run.train.steps, loss, lr,
+                                format_short_count(tokens_per_second.back()), 100 * mfus.back(),
+                                eta > 0 ? format_seconds(eta) : std::string("done")));
     if (log_now) {
       if (eval_loss) progress.message(fmt::format("step {}: eval loss {:.4f}", step, *eval_loss));
     }
     // A Ctrl-C reaches the ranks at different moments: they stop together, at the first step
     // end where any of them saw it.
-    double stop = g_interrupted ? 1 : 0;
-    if (W > 1) comm.all_reduce_max_f64(&stop, 1);
-    if (stop > 0) {
+    if (interrupt.raised_on_any(comm)) {
       const std::string where = save(step);
       progress.message(fmt::format("train: interrupted: checkpoint saved to {}; continue with --resume", where));
       if (!o.json && lead) err << fmt::format("train: interrupted at step {}; checkpoint saved to {}\n", step, where);
@@ -454,9 +309,7 @@ int train_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, 
   progress.finish();
 
   // Medians skip the first step (allocator warm-up, oneDNN kernel generation) when there are more.
-  auto steady = [](const std::vector<double>& v) {
-    return v.size() > 2 ? median(std::vector<double>(v.begin() + 1, v.end())) : median(v);
-  };
+  const auto steady = steady_median;
   // Each rank's measured peak, for the per-rank comparison with the plan.
   std::vector<double> peaks(static_cast<std::size_t>(W), 0.0);
   peaks[static_cast<std::size_t>(rank)] = static_cast<double>(mem.peak_bytes());
@@ -517,6 +370,9 @@ int train_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, 
 
 int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out, std::ostream& err) {
   check_trainable(recipe);
+  if (recipe.data.shards.empty())
+    throw InputError(recipe.locate("data.shards"), "data.shards",
+                     "no training data: set data.shards to a pack-data output directory");
   RunSettings run = resolved_run_settings(recipe, 0);
   run.dist.world_size = o.launch.world_size;
   const Plan plan = make_plan(recipe.model, run);
@@ -545,7 +401,7 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
   // Every rank fails these alike (and prints why), so they need no abort.
   comm->check_same("resolved recipe", text_hash(resolved_yaml(recipe) + (o.resume ? "resume" : "") + o.init_from));
   comm->check_same("training data (data.shards)", data_hash(train_set));
-  return on_all_ranks_or_abort(*comm, [&] {
+  return on_all_ranks_or_abort(*comm, "train", [&] {
     return train_ranks(recipe, run, plan, train_set, eval_set, store, latest, *comm, o, out, err);
   });
 }

@@ -19,7 +19,8 @@ struct TrainOptions {
 };
 
 // Errors (InputError) when the recipe asks train for something it does not implement on
-// this backend, naming the key: e.g. MoE, MLA, vision, 16-bit precision on the CPU.
+// this backend, naming the key: e.g. MoE, MLA, vision, 16-bit precision on the CPU (train and
+// rl-train run the same model code).
 void check_trainable(const Recipe& recipe);
 
 // Runs the training described by `recipe`. Returns the process exit code: 0 when done,

@@ -519,6 +519,49 @@ TEST_CASE("cpu cross entropy gradient matches finite differences of its loss") {
   check_close("dlogits", grad, finite_diff(logits, loss, kFdStep), 1e-3, kFdRtol);
 }
 
+TEST_CASE("cpu cross entropy backward with per token weights matches reference and finite differences") {
+  CpuBackend be;
+  const std::int64_t T = 5, V = 61;
+  const std::vector<std::int32_t> targets = {3, -1, 60, 0, 17};
+  const std::vector<std::uint8_t> mask = {1, 1, 1, 1, 1};
+  const Vec dloss = {0.5f, 2.0f, -1.25f, 0.0f, 3.0f};  // row 1 has no target, row 3 weight 0
+  for (const float offset : {0.0f, 1e4f}) {
+    INFO("logit offset " << offset);
+    Vec logits = random_vec(T * V, 74, -4.0f, 4.0f);
+    for (std::int64_t i = 0; i < V; ++i) logits[2 * V + i] += offset;
+    const CeRef ref = cross_entropy_reference(logits, targets, mask, T, V, 1.0);
+    Vec work = logits, losses(T), lse(T);
+    be.cross_entropy(work.data(), targets.data(), mask.data(), losses.data(), lse.data(), T, V, 0.0f);
+    be.cross_entropy_backward(work.data(), targets.data(), dloss.data(), T, V);
+    DVec expected(T * V);
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t i = 0; i < V; ++i) expected[t * V + i] = (targets[t] < 0 ? 0.0 : dloss[t]) * ref.grad[t * V + i];
+    check_close("weighted grad", work, expected, 1e-7, 1e-5);
+    for (std::int64_t i = 0; i < V; ++i) CHECK(work[3 * V + i] == 0.0f);
+  }
+  // d/dlogits of sum_t dloss[t] * loss[t], by central differences.
+  const Vec logits = random_vec(T * V, 75, -3.0f, 3.0f);
+  Vec grad = logits, losses(T), lse(T);
+  be.cross_entropy(grad.data(), targets.data(), mask.data(), losses.data(), lse.data(), T, V, 0.0f);
+  be.cross_entropy_backward(grad.data(), targets.data(), dloss.data(), T, V);
+  auto weighted = [&](const Vec& x) {
+    Vec w = x, l(T), s(T);
+    be.cross_entropy(w.data(), targets.data(), mask.data(), l.data(), s.data(), T, V, 0.0f);
+    double total = 0;
+    for (std::int64_t t = 0; t < T; ++t) total += static_cast<double>(dloss[t]) * l[t];
+    return total;
+  };
+  check_close("dlogits", grad, finite_diff(logits, weighted, kFdStep), 1e-3, kFdRtol);
+  const std::vector<std::int32_t> bad = {0, 0, 0, 0, V};
+  CHECK_THROWS_AS(be.cross_entropy_backward(grad.data(), bad.data(), dloss.data(), T, V), Error);
+  // A uniform weight reproduces the fused op's gradient bit for bit.
+  const Vec uniform(T, 0.75f);
+  Vec fused = logits, split = logits;
+  be.cross_entropy(fused.data(), targets.data(), nullptr, losses.data(), lse.data(), T, V, 0.75f);
+  be.cross_entropy_backward(split.data(), targets.data(), uniform.data(), T, V);
+  check_bitwise("split = fused", split, fused);
+}
+
 TEST_CASE("cpu cross entropy is deterministic across runs and threads") {
   CpuBackend one(1), two(2);
   const std::int64_t T = 40, V = 1000;

@@ -55,6 +55,13 @@ DocumentRenderer::DocumentRenderer(const Tokenizer& tokenizer, const DataSetting
     throw InputError(SourceLoc{}, "data.eos_token", "the tokenizer has no usual EOS token; name one or set add_eos false");
 }
 
+std::vector<std::int32_t> DocumentRenderer::prompt_tokens(const std::string& prompt) const {
+  TokenizedDoc out;
+  if (settings_.add_bos) out.tokens.push_back(*bos_);
+  append(out, prompt, 0);
+  return out.tokens;
+}
+
 void DocumentRenderer::append(TokenizedDoc& out, const std::string& text, std::uint8_t mask) const {
   tokenizer_.encode(text, out.tokens);
   out.loss_mask.resize(out.tokens.size(), mask);

@@ -39,6 +39,11 @@ class DocumentRenderer {
   // Throws InputError (at doc.where) for an empty document, an id outside the vocabulary, an
   // unknown chat role, or invalid UTF-8.
   TokenizedDoc render(const RawDocument& doc) const;
+  // The tokens a prompt/completion document starts with (BOS when add_bos, then the prompt):
+  // what a policy trained on such documents continues (rl-train's prompts).
+  std::vector<std::int32_t> prompt_tokens(const std::string& prompt) const;
+  // The end-of-sequence token (data.eos_token or the tokenizer's usual one), if any.
+  std::optional<std::int32_t> eos() const { return eos_; }
 
  private:
   void append(TokenizedDoc& out, const std::string& text, std::uint8_t mask) const;

@@ -57,6 +57,8 @@ class CpuBackend final : public Backend {
 
   double cross_entropy(float* logits, const std::int32_t* targets, const std::uint8_t* mask, float* losses,
                        float* lse, std::int64_t T, std::int64_t V, float grad_scale) override;
+  void cross_entropy_backward(float* logits, const std::int32_t* targets, const float* dloss, std::int64_t T,
+                              std::int64_t V) override;
 
   void attention_forward(AttentionImpl impl, const AttentionShape& s, const std::int32_t* cu_seqlens,
                          const std::int32_t* cu_seqlens_host, const float* q, const float* k, const float* v,

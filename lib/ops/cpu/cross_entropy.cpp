@@ -100,4 +100,20 @@ double CpuBackend::cross_entropy(float* logits, const std::int32_t* targets, con
   return total;
 }
 
+void CpuBackend::cross_entropy_backward(float* logits, const std::int32_t* targets, const float* dloss, std::int64_t T,
+                                        std::int64_t V) {
+  for (std::int64_t t = 0; t < T; ++t)
+    if (targets[t] >= V)
+      throw Error(fmt::format("cross_entropy_backward: target {} at row {} outside vocabulary {}", targets[t], t, V));
+  // The fused op's row with grad_scale = dloss[t]: the same passes in the same order, so a
+  // uniform dloss gives the fused gradient bit for bit (and large logits lose nothing to a
+  // rounded lse).
+#pragma omp parallel for num_threads(threads_) schedule(static) if (T * V >= cpu::kParallelMin)
+  for (std::int64_t t = 0; t < T; ++t) {
+    float lse = 0;
+    if (targets[t] < 0 || dloss[t] == 0.0f) zero_row(logits + t * V, V);
+    else cross_entropy_row(logits + t * V, V, targets[t], dloss[t], &lse);
+  }
+}
+
 }  // namespace llmlab
