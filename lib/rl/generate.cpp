@@ -42,6 +42,7 @@ std::vector<Completion> generate(Generator& g, const std::vector<std::vector<std
   rs.sampling = s.sampling;
   rs.max_response_length = s.max_new_tokens;
   rs.stop_tokens = s.stop_tokens;
+  rs.vocab_limit = s.vocab_limit;
   extend_rollouts(g, rollouts, rs, 0);
 
   std::vector<Completion> out;

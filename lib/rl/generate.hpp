@@ -19,6 +19,7 @@ struct GenerationSettings {
   std::vector<std::int32_t> stop_tokens;  // sampling one ends the response (it is kept in it)
   std::int64_t samples_per_prompt = 1;    // k
   std::uint64_t seed = 0;
+  std::int64_t vocab_limit = 0;           // ids at or above it are never sampled; 0 = all
 };
 
 struct Completion {

@@ -86,6 +86,7 @@ SftSetStats write_shortest_correct(const Recipe& recipe, const std::string& init
   g.max_new_tokens = rl.max_response_length;
   g.stop_tokens = {*renderer.eos()};
   g.samples_per_prompt = rl.n;
+  g.vocab_limit = tokenizer->vocab_size();
 
   const std::int64_t total = std::min<std::int64_t>(max_problems > 0 ? max_problems : INT64_MAX,
                                                     static_cast<std::int64_t>(set.problems.size()));

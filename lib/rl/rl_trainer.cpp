@@ -136,6 +136,7 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
   rollout.segment_length = rl.partial.enabled ? rl.partial.segment_length : 0;
   rollout.stop_tokens = {eos};
   rollout.repetition = rl.repetition;
+  rollout.vocab_limit = tokenizer.vocab_size();
 
   RunState state;
   state.recipe_hash = fmt::format("{:016x}", text_hash(resolved_yaml(recipe)));

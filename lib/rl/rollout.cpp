@@ -72,6 +72,7 @@ std::int64_t extend_rollouts(Generator& g, std::vector<Trajectory>& trajectories
     ++trajectories[todo[i]].segments;
   }
   std::int64_t generated = 0;
+  const std::int64_t sampled_vocab = s.vocab_limit > 0 ? std::min(s.vocab_limit, V) : V;
   std::vector<std::int32_t> active(todo.size());
   for (std::size_t i = 0; i < todo.size(); ++i) active[i] = static_cast<std::int32_t>(i);
   while (!active.empty()) {
@@ -79,7 +80,7 @@ std::int64_t extend_rollouts(Generator& g, std::vector<Trajectory>& trajectories
     for (std::size_t a = 0; a < active.size(); ++a) {
       const auto seq = static_cast<std::size_t>(active[a]);
       Trajectory& t = trajectories[todo[seq]];
-      const std::int32_t token = sample_token(logits.data() + static_cast<std::ptrdiff_t>(a) * V, V, s.sampling, t.rng);
+      const std::int32_t token = sample_token(logits.data() + static_cast<std::ptrdiff_t>(a) * V, sampled_vocab, s.sampling, t.rng);
       t.response.push_back(token);
       t.produced_at.push_back(static_cast<std::int32_t>(iteration));
       ++generated;

@@ -32,6 +32,9 @@ struct RolloutSettings {
   std::int64_t segment_length = 0;  // tokens per call and trajectory; 0 = until finished
   std::vector<std::int32_t> stop_tokens;
   RepetitionSettings repetition;
+  // Ids at or above this are never sampled (a vocabulary padded past the tokenizer's, e.g.
+  // 265 byte-level tokens in 320 rows); 0 = the model's whole vocabulary.
+  std::int64_t vocab_limit = 0;
 };
 
 // Extends every unfinished trajectory by up to segment_length tokens, until a stop token, the

@@ -16,6 +16,7 @@
 #include "rl/problem_file.hpp"
 #include "rl/problem_set.hpp"
 #include "rl/rl_trainer.hpp"
+#include "rl/rollout_bench.hpp"
 #include "tools/cli.hpp"
 
 namespace llmlab {
@@ -106,6 +107,42 @@ int sft_set_main(const std::vector<std::string>& args, std::ostream& out, std::o
   });
 }
 
+int bench_rollout_main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app{"rl-train bench-rollout: rollout throughput with the KV cache against recomputing the whole prefix "
+               "for every token (same model, prompts and seeds; the tokens must match)"};
+  app.name("rl-train bench-rollout");
+  std::string recipe_path, init_from;
+  std::vector<std::string> overrides;
+  int repeats = 3;
+  bool json = false;
+  app.add_option("recipe", recipe_path, "recipe YAML (model, task.*, rollout.n, data.*)")->required();
+  app.add_option("overrides", overrides, "dotted key=value overrides");
+  app.add_option("--init-from", init_from, "a policy (default: seeded random weights)");
+  app.add_option("--repeats", repeats, "timed repeats (median reported)")->check(CLI::PositiveNumber);
+  app.add_flag("--json", json, "print one JSON object");
+  return run_cli(app, args, out, err, [&] {
+    const Recipe recipe = load_rl_recipe(recipe_path, overrides, err, true);
+    require_model(recipe);
+    const RolloutBenchResult r = bench_rollout(recipe, init_from, repeats);
+    const double ratio = r.cached_seconds > 0 ? r.recompute_seconds / r.cached_seconds : 0;
+    const auto tokens = static_cast<double>(r.new_tokens);
+    if (json) {
+      out << nlohmann::json{{"sequences", r.sequences}, {"new_tokens", r.new_tokens},
+                            {"cached_seconds", r.cached_seconds}, {"recompute_seconds", r.recompute_seconds},
+                            {"cached_tokens_per_second", tokens / r.cached_seconds},
+                            {"recompute_tokens_per_second", tokens / r.recompute_seconds},
+                            {"speedup", ratio}, {"same_tokens", r.same_tokens}}.dump()
+          << "\n";
+    } else {
+      out << fmt::format("{} sequences, {} new tokens: KV cache {:.3f} s ({:.0f} tokens/s), recompute {:.3f} s "
+                         "({:.0f} tokens/s): {:.1f}x; same tokens: {}\n",
+                         r.sequences, r.new_tokens, r.cached_seconds, tokens / r.cached_seconds,
+                         r.recompute_seconds, tokens / r.recompute_seconds, ratio, r.same_tokens ? "yes" : "NO");
+    }
+    return r.same_tokens ? 0 : 1;
+  });
+}
+
 }  // namespace
 
 int rl_train_main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -114,10 +151,11 @@ int rl_train_main(const std::vector<std::string>& args, std::ostream& out, std::
     if (args[0] == "tasks") return tasks_main(rest, out, err);
     if (args[0] == "merge") return merge_main(rest, out, err);
     if (args[0] == "sft-set") return sft_set_main(rest, out, err);
+    if (args[0] == "bench-rollout") return bench_rollout_main(rest, out, err);
   }
   CLI::App app{"rl-train: reinforcement learning with verifiable rewards (Kimi k1.5: squared surrogate with a "
                "mean-reward baseline, length penalty, curriculum/prioritised sampling, partial rollouts).\n"
-               "Also: rl-train tasks | merge | sft-set (see rl-train <command> --help)"};
+               "Also: rl-train tasks | merge | sft-set | bench-rollout (see rl-train <command> --help)"};
   app.name("rl-train");
   std::string recipe_path;
   std::vector<std::string> overrides;

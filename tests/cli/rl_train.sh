@@ -57,13 +57,14 @@ check "metrics log: 8 iterations and the summary" test "$(wc -l <"$tmp/a/metrics
 # Stopped after 4 iterations and resumed: the same rewards as the run never stopped.
 run b1 "${rlrun[@]}" train.steps=4 output.dir="$tmp/b" --init-from "$policy" --json
 run b2 "${rlrun[@]}" output.dir="$tmp/b" --resume --json
-check "resumed run repeats the uninterrupted one" diff <(field a reward_mean) <(cat <(field b1 reward_mean) <(field b2 reward_mean))
+check "resumed run repeats the uninterrupted one" \
+  test "$(field a reward_mean | wc -l)" -eq 8 -a "$(field a reward_mean)" = "$(cat <(field b1 reward_mean) <(field b2 reward_mean))"
 
 # Partial rollouts: cut at 6 tokens per iteration, groups wait in the buffer and still train.
 run p "${rlrun[@]}" output.dir="$tmp/p" partial_rollout.enabled=true partial_rollout.segment_length=6 train.steps=6 \
   --init-from "$policy" --json
 check "partial rollouts run" test "$rc" -eq 0
-check "partial rollouts buffer groups and train on stale-free tokens" \
+check "partial rollouts keep groups in the buffer, train them, and do not train earlier iterations' tokens" \
   python3 -c 'import json,sys
 its=[json.loads(l) for l in open(sys.argv[1]) if "iteration" in l]
 sys.exit(0 if max(o["buffered_groups"] for o in its) > 0 and sum(o["groups_trained"] for o in its) > 0 and sum(o["stale_tokens"] for o in its) > 0 else 1)' "$tmp/p.out"

@@ -102,7 +102,7 @@ TEST_CASE("rollout packing trains only the current iteration response tokens") {
 }
 
 TEST_CASE("partial rollouts resumed across iterations equal an uninterrupted rollout") {
-  for (const char* arch : {"llama", "gpt2"}) {
+  for (const std::string arch : {"llama", "gpt2"}) {
     INFO(arch);
     TestModel t(small_recipe(arch));
     const auto prompts = random_docs({5, 2, 9}, 64, 92);
@@ -225,4 +225,39 @@ TEST_CASE("at theta_i the k1.5 step equals policy gradient with a mean baseline"
   double norm = 0;
   for (float g : pg) norm += static_cast<double>(g) * g;
   CHECK(norm > 0);
+}
+
+TEST_CASE("the training pass scores rollouts with the probabilities the generator sampled them from") {
+  for (const std::string arch : {"llama", "gpt2"}) {
+    INFO(arch);
+    TestModel t(small_recipe(arch));
+    const std::vector<Trajectory> ts = sample_trajectories();
+    const auto batches = pack_rollouts(pointers(ts), 2, 32, -1);
+    Generator g(t.model.spec(), t.model.weights(), t.backend, t.mem, 1, 40);
+    const std::int64_t V = t.model.spec().vocab_size;
+    double worst = 0;
+    std::size_t compared = 0;
+    for (const RolloutBatch& rb : batches) {
+      const std::vector<float> logp = t.model.token_logprobs(rb.batch);
+      for (const PackedTrajectory& p : rb.trajectories) {
+        const Trajectory& tr = ts[p.trajectory];
+        const std::vector<std::int64_t> pos = trained_positions(rb, p);
+        for (std::size_t k = 0; k < tr.response.size(); ++k) {
+          // The generator's distribution after the prompt and the first k response tokens.
+          std::vector<std::int32_t> context = tr.prompt;
+          context.insert(context.end(), tr.response.begin(), tr.response.begin() + static_cast<std::ptrdiff_t>(k));
+          std::vector<float> logits;
+          g.prefill({0}, {context}, logits);
+          double max = logits[0], sum = 0;
+          for (std::int64_t v = 0; v < V; ++v) max = std::max(max, static_cast<double>(logits[static_cast<std::size_t>(v)]));
+          for (std::int64_t v = 0; v < V; ++v) sum += std::exp(logits[static_cast<std::size_t>(v)] - max);
+          const double expected = logits[static_cast<std::size_t>(tr.response[k])] - max - std::log(sum);
+          worst = std::max(worst, std::abs(expected - logp[static_cast<std::size_t>(pos[k])]));
+          ++compared;
+        }
+      }
+    }
+    CHECK(compared > 20);
+    CHECK(worst < 1e-4);
+  }
 }
