@@ -30,26 +30,35 @@ small=(model.hidden_size=64 model.num_layers=2 model.num_heads=4 model.num_kv_he
        task.min_difficulty=2 task.max_difficulty=3 data.max_response_length=24 data.packing_length=48
        data.max_prompt_length=16 train.threads=2)
 
-# A weak start: a short SFT on worked solutions.
+# A weak start: a short SFT on worked solutions (accuracy about 0.65 when sampled at temperature 1).
 run tasks tasks "$rl" "${small[@]}" --sft --out "$tmp/sft.jsonl" task.seed=2 task.count=4000 task.style=cot --json
 check "rl-train tasks writes SFT records" test "$rc" -eq 0 -a "$(wc -l <"$tmp/sft.jsonl")" -eq 4000
 check "SFT records are prompt/completion pairs" \
   python3 -c 'import json,sys; o=json.loads(open(sys.argv[1]).readline()); sys.exit(0 if set(o)=={"prompt","completion"} and "#" in o["completion"] else 1)' "$tmp/sft.jsonl"
 "$bin/pack-data" "$rl" "${small[@]}" "data.inputs=[$tmp/sft.jsonl]" data.output="$tmp/packed" data.overflow=truncate --quiet >/dev/null ||
   { echo "FAIL: packing the SFT records"; exit 1; }
-"$bin/train" "$rl" "${small[@]}" "data.shards=[$tmp/packed]" train.steps=150 train.micro_batch_size=16 optim.lr=3e-3 \
+"$bin/train" "$rl" "${small[@]}" "data.shards=[$tmp/packed]" train.steps=250 train.micro_batch_size=16 optim.lr=3e-3 \
   optim.schedule=cosine optim.warmup_steps=10 output.dir="$tmp/sft" output.save_every=0 --quiet >/dev/null ||
   { echo "FAIL: SFT training"; exit 1; }
-policy="$tmp/sft/checkpoints/step_00000150"
+policy="$tmp/sft/checkpoints/step_00000250"
 
-rlrun=("$rl" "${small[@]}" data.train_batch_size=8 rollout.n=8 optim.lr=3e-4 train.steps=8)
+# RL against the same policy frozen (optim.lr=0): the same problems and sampling seeds, so the
+# difference in reward is what the updates learned. Seen: +0.02 to +0.04 over iterations 21-40.
+rlrun=("$rl" "${small[@]}" data.train_batch_size=16 rollout.n=8 optim.lr=1e-4 optim.beta2=0.999 optim.warmup_steps=0
+       algorithm.gradient_steps=1)
+run learn "${rlrun[@]}" train.steps=40 output.dir="$tmp/learn" output.checkpoints=false --init-from "$policy" --json
+run frozen "${rlrun[@]}" train.steps=40 optim.lr=0 output.dir="$tmp/frozen" output.checkpoints=false --init-from "$policy" --json
+check "the reward rises: iterations 21-40 beat the frozen policy on the same draws by 0.01" \
+  python3 -c 'import sys; a=[float(x) for x in open(sys.argv[1])]; b=[float(x) for x in open(sys.argv[2])]
+print("learned %.3f frozen %.3f" % (sum(a[20:])/20, sum(b[20:])/20), file=sys.stderr)
+sys.exit(0 if len(a) == len(b) == 40 and sum(a[20:])/20 - sum(b[20:])/20 > 0.01 else 1)' <(field learn reward_mean) <(field frozen reward_mean)
+
+rlrun+=(train.steps=8)
 run a "${rlrun[@]}" output.dir="$tmp/a" --init-from "$policy" --json
 check "rl-train exits 0" test "$rc" -eq 0
 check "one JSON object per iteration and a summary" test "$(field a iteration | wc -l)" -eq 8 -a "$(grep -c summary "$tmp/a.out")" -eq 1
 check "iteration objects carry reward, accuracy and response length" \
   python3 -c 'import json,sys; o=json.loads(open(sys.argv[1]).readline()); sys.exit(0 if {"iteration","reward_mean","accuracy","response_length_mean","rollout_tokens_per_second","loss"} <= set(o) else 1)' "$tmp/a.out"
-check "the reward rises: mean of the last 3 iterations above the first 3 by 0.1" \
-  python3 -c 'import sys; r=[float(x) for x in sys.stdin]; print("rewards", r, file=sys.stderr); sys.exit(0 if sum(r[-3:])/3 - sum(r[:3])/3 > 0.1 else 1)' < <(field a reward_mean)
 check "checkpoint with the policy and the RL state" \
   test -f "$tmp/a/checkpoints/step_00000008/model.safetensors" -a -f "$tmp/a/checkpoints/step_00000008/rl-state-00000-of-00001.json"
 check "metrics log: 8 iterations and the summary" test "$(wc -l <"$tmp/a/metrics.jsonl")" -eq 9
@@ -66,7 +75,7 @@ run p "${rlrun[@]}" output.dir="$tmp/p" partial_rollout.enabled=true partial_rol
 check "partial rollouts run" test "$rc" -eq 0
 check "partial rollouts keep groups in the buffer, train them, and do not train earlier iterations' tokens" \
   python3 -c 'import json,sys
-its=[json.loads(l) for l in open(sys.argv[1]) if "iteration" in l]
+its=[o for o in map(json.loads, open(sys.argv[1])) if "iteration" in o]
 sys.exit(0 if max(o["buffered_groups"] for o in its) > 0 and sum(o["groups_trained"] for o in its) > 0 and sum(o["stale_tokens"] for o in its) > 0 else 1)' "$tmp/p.out"
 
 # Long2short tools.

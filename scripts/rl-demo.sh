@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The rl-train demonstration (Kimi k1.5 on two CPU cores), reported in the README:
+#   1. a weak starting policy: `rl-train tasks --sft` writes worked running-sum solutions,
+#      pack-data packs them, train runs a short SFT (recipes/tiny/running_sum_*_cpu.yaml);
+#   2. RL from it: the k1.5 loss, plain policy gradient, prioritised and curriculum sampling,
+#      partial rollouts at a third of the response budget per iteration; and, from a second
+#      start SFT-trained on mixed long/short solutions, k1.5 without and with the length penalty;
+#   3. plots (scripts/plot-rl.py, python3-matplotlib) and a table of first/last accuracy and
+#      response length per run, plus the rollout throughput with the KV cache vs recomputation.
+# Everything lands in OUT_DIR (default out/rl-demo): metrics, checkpoints, PNGs, summary.md.
+# Usage: scripts/rl-demo.sh [OUT_DIR]   (ITERATIONS=N per RL run, default 300; SFT_STEPS=N, default 150)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-out/rl-demo}"
+mkdir -p "$out"
+bin="${LLMLAB_BIN:-build/release/bin}"  # LLMLAB_BIN=DIR: binaries built elsewhere
+if [ -z "${LLMLAB_BIN:-}" ]; then
+  cmake --preset release >/dev/null
+  cmake --build --preset release --target train pack-data rl-train >/dev/null
+fi
+python3 -c "import matplotlib" 2>/dev/null || scripts/setup.sh python3-matplotlib
+iterations="${ITERATIONS:-300}"
+sft_steps="${SFT_STEPS:-150}"
+rl=recipes/tiny/running_sum_rl_cpu.yaml
+task=(task.max_difficulty=4)
+
+# 1. Weak starting policies, one per SFT style.
+for style in cot mixed; do
+  if [ ! -f "$out/sft-$style/done" ]; then
+    "$bin/rl-train" tasks "$rl" "${task[@]}" --sft --out "$out/sft-$style.jsonl" task.seed=2 task.count=20000 task.style=$style
+    rm -rf "$out/packed-$style" "$out/sft-$style"
+    "$bin/pack-data" recipes/tiny/running_sum_pack_cpu.yaml "${task[@]}" "data.inputs=[$out/sft-$style.jsonl]" \
+      data.output="$out/packed-$style" --quiet >/dev/null
+    "$bin/train" recipes/tiny/running_sum_sft_cpu.yaml "${task[@]}" "data.shards=[$out/packed-$style]" \
+      train.steps="$sft_steps" output.dir="$out/sft-$style" --quiet >"$out/sft-$style.log"
+    touch "$out/sft-$style/done"
+  fi
+done
+policy() { echo "$out/sft-$1/checkpoints/step_$(printf %08d "$sft_steps")"; }
+
+# 2. RL runs (each skipped when its metrics are complete).
+run() {  # NAME START_STYLE OVERRIDES...
+  local name="$1" style="$2"; shift 2
+  [ -f "$out/$name/done" ] && return
+  rm -rf "$out/$name"
+  echo "rl-demo: $name"
+  "$bin/rl-train" "$rl" "${task[@]}" train.steps="$iterations" output.dir="$out/$name" output.save_every=0 \
+    --init-from "$(policy "$style")" --quiet "$@" >"$out/$name.log"
+  touch "$out/$name/done"
+}
+run k15 cot
+run pg cot algorithm.loss=pg algorithm.gradient_steps=1
+run prioritized cot sampling.strategy=prioritized
+run curriculum cot sampling.strategy=curriculum sampling.curriculum_iterations=$((iterations / 2))
+run partial cot partial_rollout.enabled=true partial_rollout.segment_length=8
+run long mixed
+run short mixed length_penalty.enabled=true length_penalty.warmup_iterations=$((iterations / 6))
+
+# 3. Figures, table, rollout throughput.
+m() { echo "$1=$out/$2/metrics.jsonl"; }
+scripts/plot-rl.py --out "$out/k15-vs-pg.png" --title "k1.5 vs policy gradient (running sums, 0.8M-parameter Llama)" \
+  "$(m k1.5 k15)" "$(m pg pg)"
+scripts/plot-rl.py --out "$out/length-penalty.png" --title "length penalty (start: mixed long/short SFT)" \
+  "$(m 'no penalty' long)" "$(m 'length penalty' short)"
+scripts/plot-rl.py --out "$out/sampling.png" --title "problem sampling" \
+  "$(m uniform k15)" "$(m prioritized prioritized)" "$(m curriculum curriculum)"
+scripts/plot-rl.py --out "$out/partial.png" --title "partial rollouts (8 tokens per iteration) vs full" \
+  "$(m full k15)" "$(m partial partial)"
+"$bin/rl-train" bench-rollout "$rl" "${task[@]}" --init-from "$(policy cot)" --repeats 3 --json >"$out/bench-rollout.json"
+python3 - "$out" "$iterations" <<'EOF'
+import json, sys
+out, n = sys.argv[1], int(sys.argv[2])
+def rows(name):
+    return [json.loads(l) for l in open(f"{out}/{name}/metrics.jsonl") if '"iteration"' in l]
+def mean(xs):
+    return sum(xs) / len(xs) if xs else float("nan")
+w = max(10, n // 10)
+lines = ["| run | accuracy, first %d it. | accuracy, last %d it. | response length first -> last | correct length first -> last | s/iteration |" % (w, w),
+         "|---|---|---|---|---|---|"]
+for name in ["k15", "pg", "prioritized", "curriculum", "partial", "long", "short"]:
+    r = rows(name)
+    a, b = r[:w], r[-w:]
+    lines.append("| %s | %.3f | %.3f | %.1f -> %.1f | %.1f -> %.1f | %.2f |" % (
+        name, mean([o["accuracy"] for o in a]), mean([o["accuracy"] for o in b]),
+        mean([o["response_length_mean"] for o in a]), mean([o["response_length_mean"] for o in b]),
+        mean([o["correct_length_mean"] for o in a]), mean([o["correct_length_mean"] for o in b]),
+        mean([o["iteration_seconds"] for o in r])))
+bench = json.load(open(f"{out}/bench-rollout.json"))
+lines.append("")
+lines.append("rollout throughput (%d sequences, %d new tokens): KV cache %.0f tokens/s, recompute %.0f tokens/s: %.1fx (same tokens: %s)" % (
+    bench["sequences"], bench["new_tokens"], bench["cached_tokens_per_second"], bench["recompute_tokens_per_second"],
+    bench["speedup"], bench["same_tokens"]))
+text = "\n".join(lines) + "\n"
+open(f"{out}/summary.md", "w").write(text)
+print(text)
+EOF
