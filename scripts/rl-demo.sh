@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The rl-train demonstration (Kimi k1.5 on two CPU cores), reported in the README:
-#   1. a weak starting policy: `rl-train tasks --sft` writes worked running-sum solutions,
-#      pack-data packs them, train runs a short SFT (recipes/tiny/running_sum_*_cpu.yaml);
+#   1. a weak starting policy: `rl-train tasks --sft` writes worked running-sum solutions, 60%
+#      of them with one wrong step (task.solution_noise: data with mistakes, as real SFT data
+#      has), pack-data packs them, train fits them (recipes/tiny/running_sum_*_cpu.yaml): the
+#      policy makes the mistakes it was shown, at temperature 1 about 0.3 of its answers are right;
 #   2. RL from it: the k1.5 loss, plain policy gradient, prioritised and curriculum sampling,
 #      partial rollouts at a third of the response budget per iteration; and, from a second
 #      start SFT-trained on mixed long/short solutions, k1.5 without and with the length penalty;
 #   3. plots (scripts/plot-rl.py, python3-matplotlib) and a table of first/last accuracy and
 #      response length per run, plus the rollout throughput with the KV cache vs recomputation.
 # Everything lands in OUT_DIR (default out/rl-demo): metrics, checkpoints, PNGs, summary.md.
-# Usage: scripts/rl-demo.sh [OUT_DIR]   (ITERATIONS=N per RL run, default 300; SFT_STEPS=N, default 150)
+# Usage: scripts/rl-demo.sh [OUT_DIR]   (ITERATIONS=N per RL run, default 200; SFT_STEPS=N, default 400)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/rl-demo}"
@@ -19,15 +21,16 @@ if [ -z "${LLMLAB_BIN:-}" ]; then
   cmake --build --preset release --target train pack-data rl-train >/dev/null
 fi
 python3 -c "import matplotlib" 2>/dev/null || scripts/setup.sh python3-matplotlib
-iterations="${ITERATIONS:-300}"
-sft_steps="${SFT_STEPS:-150}"
+iterations="${ITERATIONS:-200}"
+sft_steps="${SFT_STEPS:-400}"
 rl=recipes/tiny/running_sum_rl_cpu.yaml
 task=(task.max_difficulty=4)
 
 # 1. Weak starting policies, one per SFT style.
 for style in cot mixed; do
   if [ ! -f "$out/sft-$style/done" ]; then
-    "$bin/rl-train" tasks "$rl" "${task[@]}" --sft --out "$out/sft-$style.jsonl" task.seed=2 task.count=20000 task.style=$style
+    "$bin/rl-train" tasks "$rl" "${task[@]}" --sft --out "$out/sft-$style.jsonl" task.seed=2 task.count=20000 task.style=$style \
+      task.solution_noise=0.6
     rm -rf "$out/packed-$style" "$out/sft-$style"
     "$bin/pack-data" recipes/tiny/running_sum_pack_cpu.yaml "${task[@]}" "data.inputs=[$out/sft-$style.jsonl]" \
       data.output="$out/packed-$style" --quiet >/dev/null

@@ -59,6 +59,8 @@ void add_rl_fields(std::vector<Field>& s) {
                                     {{"cot", SolutionStyle::cot}, {"direct", SolutionStyle::direct},
                                      {"mixed", SolutionStyle::mixed}},
                                     "built-in tasks: worked solutions written by `rl-train tasks --sft`"));
+  s.push_back(number("task.solution_noise", AT(rl.builtin.solution_noise), 0, 1, false,
+                     "built-in tasks: fraction of SFT solutions written with one wrong step"));
   s.push_back(choice<VerifierKind>("task.verifier", AT(rl.verifier.kind),
                                    {{"exact", VerifierKind::exact}, {"numeric", VerifierKind::numeric},
                                     {"regex", VerifierKind::regex}},

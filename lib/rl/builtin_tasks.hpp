@@ -28,6 +28,10 @@ struct BuiltinTaskSettings {
   std::int64_t min_difficulty = 2, max_difficulty = 4;  // inclusive; each problem's difficulty uniform in this range
   std::uint64_t seed = 0;
   SolutionStyle style = SolutionStyle::cot;
+  // Fraction of solutions written with one wrong step (a running sum or the final answer off
+  // by 1 or 2, the rest following from it): SFT data with mistakes, the kind of weak start
+  // RL with verifiable rewards cleans up. Problems and answers do not change with it.
+  double solution_noise = 0;
 };
 
 // Deterministic in the seed on every platform (splitmix64 draws only). The style does not change

@@ -30,28 +30,30 @@ small=(model.hidden_size=64 model.num_layers=2 model.num_heads=4 model.num_kv_he
        task.min_difficulty=2 task.max_difficulty=3 data.max_response_length=24 data.packing_length=48
        data.max_prompt_length=16 train.threads=2)
 
-# A weak start: a short SFT on worked solutions (accuracy about 0.65 when sampled at temperature 1).
-run tasks tasks "$rl" "${small[@]}" --sft --out "$tmp/sft.jsonl" task.seed=2 task.count=4000 task.style=cot --json
-check "rl-train tasks writes SFT records" test "$rc" -eq 0 -a "$(wc -l <"$tmp/sft.jsonl")" -eq 4000
+# A weak start: SFT on worked solutions of which 60% hold a wrong step; the policy repeats
+# such mistakes (accuracy about 0.33 sampled at temperature 1), which RL can train away.
+run tasks tasks "$rl" "${small[@]}" --sft --out "$tmp/sft.jsonl" task.seed=2 task.count=8000 task.style=cot \
+  task.solution_noise=0.6 --json
+check "rl-train tasks writes SFT records" test "$rc" -eq 0 -a "$(wc -l <"$tmp/sft.jsonl")" -eq 8000
 check "SFT records are prompt/completion pairs" \
   python3 -c 'import json,sys; o=json.loads(open(sys.argv[1]).readline()); sys.exit(0 if set(o)=={"prompt","completion"} and "#" in o["completion"] else 1)' "$tmp/sft.jsonl"
 "$bin/pack-data" "$rl" "${small[@]}" "data.inputs=[$tmp/sft.jsonl]" data.output="$tmp/packed" data.overflow=truncate --quiet >/dev/null ||
   { echo "FAIL: packing the SFT records"; exit 1; }
-"$bin/train" "$rl" "${small[@]}" "data.shards=[$tmp/packed]" train.steps=250 train.micro_batch_size=16 optim.lr=3e-3 \
+"$bin/train" "$rl" "${small[@]}" "data.shards=[$tmp/packed]" train.steps=500 train.micro_batch_size=16 optim.lr=3e-3 \
   optim.schedule=cosine optim.warmup_steps=10 output.dir="$tmp/sft" output.save_every=0 --quiet >/dev/null ||
   { echo "FAIL: SFT training"; exit 1; }
-policy="$tmp/sft/checkpoints/step_00000250"
+policy="$tmp/sft/checkpoints/step_00000500"
 
 # RL against the same policy frozen (optim.lr=0): the same problems and sampling seeds, so the
-# difference in reward is what the updates learned. Seen: +0.02 to +0.04 over iterations 21-40.
+# difference in reward is what the updates learned. Seen: 0.43 against 0.34 over iterations 21-40.
 rlrun=("$rl" "${small[@]}" data.train_batch_size=16 rollout.n=8 optim.lr=1e-4 optim.beta2=0.999 optim.warmup_steps=0
        algorithm.gradient_steps=1)
 run learn "${rlrun[@]}" train.steps=40 output.dir="$tmp/learn" output.checkpoints=false --init-from "$policy" --json
 run frozen "${rlrun[@]}" train.steps=40 optim.lr=0 output.dir="$tmp/frozen" output.checkpoints=false --init-from "$policy" --json
-check "the reward rises: iterations 21-40 beat the frozen policy on the same draws by 0.01" \
+check "the reward rises: iterations 21-40 beat the frozen policy on the same draws by 0.05" \
   python3 -c 'import sys; a=[float(x) for x in open(sys.argv[1])]; b=[float(x) for x in open(sys.argv[2])]
 print("learned %.3f frozen %.3f" % (sum(a[20:])/20, sum(b[20:])/20), file=sys.stderr)
-sys.exit(0 if len(a) == len(b) == 40 and sum(a[20:])/20 - sum(b[20:])/20 > 0.01 else 1)' <(field learn reward_mean) <(field frozen reward_mean)
+sys.exit(0 if len(a) == len(b) == 40 and sum(a[20:])/20 - sum(b[20:])/20 > 0.05 else 1)' <(field learn reward_mean) <(field frozen reward_mean)
 
 rlrun+=(train.steps=8)
 run a "${rlrun[@]}" output.dir="$tmp/a" --init-from "$policy" --json

@@ -251,3 +251,35 @@ TEST_CASE("builtin tasks: names") {
   CHECK(ids.size() == 100);
   CHECK(ids.count("arithmetic-99") == 1);
 }
+
+TEST_CASE("builtin tasks: solution noise writes wrong solutions for the same problems") {
+  for (const BuiltinTask task : {BuiltinTask::running_sum, BuiltinTask::arithmetic}) {
+    for (const SolutionStyle style : {SolutionStyle::cot, SolutionStyle::direct}) {
+      BuiltinTaskSettings s;
+      s.task = task;
+      s.style = style;
+      s.count = 4000;
+      s.min_difficulty = task == BuiltinTask::running_sum ? 2 : 1;
+      s.max_difficulty = 5;
+      s.seed = 11;
+      const std::vector<Problem> clean = make_builtin_problems(s);
+      s.solution_noise = 0.4;
+      const std::vector<Problem> noisy = make_builtin_problems(s);
+      const Verifier verify(builtin_verifier());
+      std::int64_t wrong = 0;
+      for (std::size_t i = 0; i < clean.size(); ++i) {
+        REQUIRE(noisy[i].prompt == clean[i].prompt);
+        REQUIRE(noisy[i].answer == clean[i].answer);
+        CHECK(verify(clean[i].solution, clean[i].answer).correct);
+        if (!verify(noisy[i].solution, noisy[i].answer).correct) ++wrong;
+        else CHECK(noisy[i].solution == clean[i].solution);
+      }
+      // 0.4 of 4000 (a miswritten 0 may be clamped back to the right answer now and then).
+      CHECK(wrong > 1450);
+      CHECK(wrong < 1750);
+    }
+  }
+  BuiltinTaskSettings bad;
+  bad.solution_noise = 1.5;
+  CHECK_THROWS_AS(make_builtin_problems(bad), InputError);
+}
