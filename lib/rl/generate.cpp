@@ -29,12 +29,7 @@ std::vector<Completion> generate(Generator& g, const std::vector<std::vector<std
   // Trajectory p k + j is sample j of prompt p, with its own seeded state.
   std::vector<Trajectory> rollouts;
   for (std::int64_t p = 0; p < P; ++p)
-    for (std::int64_t j = 0; j < k; ++j) {
-      Trajectory t;
-      t.problem = t.group = p;
-      t.sample = j;
-      t.prompt = prompts[static_cast<std::size_t>(p)];
-      t.rng = sequence_seed(s.seed, static_cast<std::uint64_t>(p), static_cast<std::uint64_t>(j));
+    for (Trajectory& t : fresh_samples(p, p, prompts[static_cast<std::size_t>(p)], k, s.seed)) {
       t.finished = s.max_new_tokens == 0;
       rollouts.push_back(std::move(t));
     }

@@ -225,15 +225,7 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
       for (const std::int64_t problem : sampler.draw(room, iteration - 1)) {
         Group g{next_group++, problem, iteration, {}};
         if (g.id % W == rank)
-          for (std::int64_t j = 0; j < rl.n; ++j) {
-            Trajectory t;
-            t.problem = problem;
-            t.group = g.id;
-            t.sample = j;
-            t.prompt = set.prompts[static_cast<std::size_t>(problem)];
-            t.rng = sequence_seed(run.train.seed, static_cast<std::uint64_t>(g.id), static_cast<std::uint64_t>(j));
-            g.samples.push_back(std::move(t));
-          }
+          g.samples = fresh_samples(problem, g.id, set.prompts[static_cast<std::size_t>(problem)], rl.n, run.train.seed);
         in_flight.push_back(std::move(g));
       }
     }
@@ -482,16 +474,7 @@ int run_rl_training(const Recipe& recipe, const RlOptions& o, std::ostream& out,
                                  set.problems.size()));
 
   CheckpointStore store((fs::path(run.output.dir) / "checkpoints").string(), static_cast<int>(run.output.keep_last));
-  store.check_writable();
-  const auto latest = store.latest();
-  if (o.resume && !latest)
-    throw InputError(recipe.locate("output.dir"), "output.dir",
-                     fmt::format("--resume: no checkpoint in {}/checkpoints to resume from", run.output.dir));
-  if (!o.resume && latest)
-    throw InputError(recipe.locate("output.dir"), "output.dir",
-                     fmt::format("{} already holds checkpoints (latest: iteration {}): pass --resume to continue that "
-                                 "run, or choose another output.dir",
-                                 run.output.dir, latest->first));
+  const auto latest = check_run_store(recipe, store, o.resume, "iteration");
 
   const std::unique_ptr<Communicator> comm = make_communicator(o.launch, run.dist.timeout_seconds);
   comm->check_same("resolved recipe", text_hash(resolved_yaml(recipe) + (o.resume ? "resume" : "") + o.init_from));

@@ -9,6 +9,20 @@
 
 namespace llmlab {
 
+std::vector<Trajectory> fresh_samples(std::int64_t problem, std::int64_t group, const std::vector<std::int32_t>& prompt,
+                                      std::int64_t n, std::uint64_t seed) {
+  std::vector<Trajectory> out(static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) {
+    Trajectory& t = out[static_cast<std::size_t>(j)];
+    t.problem = problem;
+    t.group = group;
+    t.sample = j;
+    t.prompt = prompt;
+    t.rng = sequence_seed(seed, static_cast<std::uint64_t>(group), static_cast<std::uint64_t>(j));
+  }
+  return out;
+}
+
 std::int64_t extend_rollouts(Generator& g, std::vector<Trajectory>& trajectories, const RolloutSettings& s,
                              std::int64_t iteration) {
   validate(s.sampling);

@@ -26,6 +26,11 @@ struct Trajectory {
   std::int64_t segments = 0;  // generation calls that extended it (1 = never interrupted)
 };
 
+// rollout.n fresh samples of a prompt: group `group`, sample j seeded with
+// sequence_seed(seed, group, j), so a sample's tokens depend on nothing else.
+std::vector<Trajectory> fresh_samples(std::int64_t problem, std::int64_t group, const std::vector<std::int32_t>& prompt,
+                                      std::int64_t n, std::uint64_t seed);
+
 struct RolloutSettings {
   SamplingSettings sampling;
   std::int64_t max_response_length = 64;

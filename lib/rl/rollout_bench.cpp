@@ -17,14 +17,7 @@ namespace {
 std::vector<Trajectory> fresh(const ProblemSet& set, std::int64_t prompts, std::int64_t n, std::uint64_t seed) {
   std::vector<Trajectory> out;
   for (std::int64_t p = 0; p < prompts; ++p)
-    for (std::int64_t j = 0; j < n; ++j) {
-      Trajectory t;
-      t.problem = t.group = p;
-      t.sample = j;
-      t.prompt = set.prompts[static_cast<std::size_t>(p)];
-      t.rng = sequence_seed(seed, static_cast<std::uint64_t>(p), static_cast<std::uint64_t>(j));
-      out.push_back(std::move(t));
-    }
+    for (Trajectory& t : fresh_samples(p, p, set.prompts[static_cast<std::size_t>(p)], n, seed)) out.push_back(std::move(t));
   return out;
 }
 

@@ -81,6 +81,21 @@ void print_memory(const Plan& plan, const TrackedMemory& mem, std::ostream& out)
   out << fmt::format("planned peak: {}\n", plan.peak_phase);
 }
 
+std::optional<std::pair<std::int64_t, std::string>> check_run_store(const Recipe& recipe, const CheckpointStore& store,
+                                                                    bool resume, const char* unit) {
+  store.check_writable();
+  const auto latest = store.latest();
+  if (resume && !latest)
+    throw InputError(recipe.locate("output.dir"), "output.dir",
+                     fmt::format("--resume: no checkpoint in {} to resume from", store.dir()));
+  if (!resume && latest)
+    throw InputError(recipe.locate("output.dir"), "output.dir",
+                     fmt::format("{} already holds checkpoints (latest: {} {}): pass --resume to continue that run, "
+                                 "or choose another output.dir",
+                                 recipe.output.dir, unit, latest->first));
+  return latest;
+}
+
 std::string save_run_checkpoint(CheckpointStore& store, std::int64_t step, const RunState& state, Weights& weights,
                                 ZeroEngine& zero, const AdamW& optimizer, Backend& backend, const ModelSpec& spec,
                                 Communicator& comm, const std::function<void(const std::string& dir)>& extra) {

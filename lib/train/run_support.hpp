@@ -7,6 +7,8 @@
 #include <csignal>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <utility>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "train/run_checkpoint.hpp"
 #include "model/tracked_memory.hpp"
 #include "plan/plan.hpp"
+#include "recipe/recipe.hpp"
 #include "spec/model_spec.hpp"
 
 namespace llmlab {
@@ -41,6 +44,12 @@ nlohmann::ordered_json model_config(const ModelSpec& m);
 // Per-category measured vs planned bytes, and the totals (JSON and a table).
 nlohmann::ordered_json memory_json(const Plan& plan, const TrackedMemory& mem);
 void print_memory(const Plan& plan, const TrackedMemory& mem, std::ostream& out);
+
+// Checks output.dir/checkpoints (`store`) against the run: --resume needs a checkpoint there,
+// a fresh run needs none (InputError naming output.dir; `unit` is what a checkpoint counts,
+// "step" or "iteration"). Returns the latest checkpoint.
+std::optional<std::pair<std::int64_t, std::string>> check_run_store(const Recipe& recipe, const CheckpointStore& store,
+                                                                    bool resume, const char* unit);
 
 // Writes the checkpoint of `step` from every rank into one temporary directory that rank 0
 // commits when all parts are written: rank 0 the Hugging Face model (gathered first at ZeRO-3),

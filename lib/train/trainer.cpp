@@ -386,16 +386,7 @@ int run_training(const Recipe& recipe, const TrainOptions& o, std::ostream& out,
   }
 
   CheckpointStore store((fs::path(run.output.dir) / "checkpoints").string(), static_cast<int>(run.output.keep_last));
-  store.check_writable();
-  const auto latest = store.latest();
-  if (o.resume && !latest)
-    throw InputError(recipe.locate("output.dir"), "output.dir",
-                     fmt::format("--resume: no checkpoint in {}/checkpoints to resume from", run.output.dir));
-  if (!o.resume && latest)
-    throw InputError(recipe.locate("output.dir"), "output.dir",
-                     fmt::format("{} already holds checkpoints (latest: step {}): pass --resume to continue that run, "
-                                 "or choose another output.dir",
-                                 run.output.dir, latest->first));
+  const auto latest = check_run_store(recipe, store, o.resume, "step");
 
   const std::unique_ptr<Communicator> comm = make_communicator(o.launch, run.dist.timeout_seconds);
   // Every rank fails these alike (and prints why), so they need no abort.
