@@ -114,14 +114,13 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
   const bool lead = rank == 0;
   const int stage = static_cast<int>(run.zero.stage);
 
-  CpuBackend backend(static_cast<int>(run.train.threads));
-  TrackedMemory mem(backend);
-  Model model(plan, backend, mem, zero_layout(stage, comm));
+  TrainingStack stack(plan, run, comm);
+  CpuBackend& backend = stack.backend;
+  TrackedMemory& mem = stack.mem;
+  Model& model = stack.model;
   Weights& weights = model.weights();
-  ZeroEngine zero(weights, comm, backend, mem, run);
-  model.set_param_access(&zero);
-  AdamW optimizer(weights, run.optim, backend, mem, zero.update_begin(), zero.update_end(), zero.optimizer_elements());
-  zero.zero_grads();
+  ZeroEngine& zero = stack.zero;
+  AdamW& optimizer = stack.optimizer;
   // The rollout engine reads the same parameters the optimizer updates; its KV cache is
   // tracked apart so the training pass can still be compared with its plan.
   TrackedMemory rollout_mem(backend);

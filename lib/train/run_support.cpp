@@ -81,6 +81,17 @@ void print_memory(const Plan& plan, const TrackedMemory& mem, std::ostream& out)
   out << fmt::format("planned peak: {}\n", plan.peak_phase);
 }
 
+TrainingStack::TrainingStack(const Plan& plan, const RunSettings& run, Communicator& comm)
+    : backend(static_cast<int>(run.train.threads)),
+      mem(backend),
+      model(plan, backend, mem, zero_layout(static_cast<int>(run.zero.stage), comm)),
+      zero(model.weights(), comm, backend, mem, run),
+      optimizer(model.weights(), run.optim, backend, mem, zero.update_begin(), zero.update_end(),
+                zero.optimizer_elements()) {
+  model.set_param_access(&zero);
+  zero.zero_grads();
+}
+
 std::optional<std::pair<std::int64_t, std::string>> check_run_store(const Recipe& recipe, const CheckpointStore& store,
                                                                     bool resume, const char* unit) {
   store.check_writable();

@@ -19,6 +19,8 @@
 #include "core/text.hpp"
 #include "dist/communicator.hpp"
 #include "model/checkpoint_store.hpp"
+#include "model/model.hpp"
+#include "ops/cpu/cpu_backend.hpp"
 #include "optim/adamw.hpp"
 #include "optim/zero.hpp"
 #include "train/run_checkpoint.hpp"
@@ -44,6 +46,18 @@ nlohmann::ordered_json model_config(const ModelSpec& m);
 // Per-category measured vs planned bytes, and the totals (JSON and a table).
 nlohmann::ordered_json memory_json(const Plan& plan, const TrackedMemory& mem);
 void print_memory(const Plan& plan, const TrackedMemory& mem, std::ostream& out);
+
+// One rank's training machinery, wired as train and rl-train both need it: the backend, the
+// tracked memory the Plan predicts, the model (whole or sharded), the ZeRO engine it acquires
+// parameters through, and AdamW over this rank's range, gradients zeroed.
+struct TrainingStack {
+  TrainingStack(const Plan& plan, const RunSettings& run, Communicator& comm);
+  CpuBackend backend;
+  TrackedMemory mem;
+  Model model;
+  ZeroEngine zero;
+  AdamW optimizer;
+};
 
 // Checks output.dir/checkpoints (`store`) against the run: --resume needs a checkpoint there,
 // a fresh run needs none (InputError naming output.dir; `unit` is what a checkpoint counts,

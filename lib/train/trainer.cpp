@@ -126,14 +126,13 @@ int train_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, 
   const bool lead = rank == 0;
   const int stage = static_cast<int>(run.zero.stage);
 
-  CpuBackend backend(static_cast<int>(run.train.threads));
-  TrackedMemory mem(backend);
-  Model model(plan, backend, mem, zero_layout(stage, comm));
+  TrainingStack stack(plan, run, comm);
+  CpuBackend& backend = stack.backend;
+  TrackedMemory& mem = stack.mem;
+  Model& model = stack.model;
   Weights& weights = model.weights();
-  ZeroEngine zero(weights, comm, backend, mem, run);
-  model.set_param_access(&zero);
-  AdamW optimizer(weights, run.optim, backend, mem, zero.update_begin(), zero.update_end(), zero.optimizer_elements());
-  zero.zero_grads();
+  ZeroEngine& zero = stack.zero;
+  AdamW& optimizer = stack.optimizer;
   BatchReader reader(train_set.files, run.train.micro_batch_size, run.train.seed);
 
   RunState state;
