@@ -174,7 +174,7 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
       progress.message(fmt::format("rl-train: policy from {}{}", o.init_from,
                                    extra.empty() ? "" : fmt::format(" ({} tensors in the file unused)", extra.size())));
     } else {
-      progress.message("rl-train: warning: no --init-from: the policy starts from random weights");
+      if (lead) err << "rl-train: warning: no --init-from: the policy starts from random weights\n";
     }
   }
   if (state.step >= run.train.steps)
