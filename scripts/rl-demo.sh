@@ -4,13 +4,15 @@
 #      of them with one wrong step (task.solution_noise: data with mistakes, as real SFT data
 #      has), pack-data packs them, train fits them (recipes/tiny/running_sum_*_cpu.yaml): the
 #      policy makes the mistakes it was shown, at temperature 1 about 0.3 of its answers are right;
-#   2. RL from it: the k1.5 loss, plain policy gradient, prioritised and curriculum sampling,
-#      partial rollouts at a third of the response budget per iteration; and, from a second
-#      start SFT-trained on mixed long/short solutions, k1.5 without and with the length penalty;
-#   3. plots (scripts/plot-rl.py, python3-matplotlib) and a table of first/last accuracy and
-#      response length per run, plus the rollout throughput with the KV cache vs recomputation.
+#   2. RL from it: the k1.5 loss (and plain policy gradient) with uniform, prioritised and
+#      curriculum sampling, partial rollouts at a quarter of the response budget per iteration;
+#      and, from a second start SFT-trained on mixed long/short solutions, k1.5 without and
+#      with the length penalty;
+#   3. every final policy and the starts evaluated on 1,280 samples of held-out problems
+#      (task.seed=99, temperature 1, optim.lr=0), plots (scripts/plot-rl.py) and a table, plus
+#      the rollout throughput with the KV cache against recomputation.
 # Everything lands in OUT_DIR (default out/rl-demo): metrics, checkpoints, PNGs, summary.md.
-# Usage: scripts/rl-demo.sh [OUT_DIR]   (ITERATIONS=N per RL run, default 200; SFT_STEPS=N, default 400)
+# Usage: scripts/rl-demo.sh [OUT_DIR]   (ITERATIONS=N per RL run, default 300; SFT_STEPS=N, default 400)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/rl-demo}"
@@ -20,8 +22,11 @@ if [ -z "${LLMLAB_BIN:-}" ]; then
   cmake --preset release >/dev/null
   cmake --build --preset release --target train pack-data rl-train >/dev/null
 fi
-python3 -c "import matplotlib" 2>/dev/null || scripts/setup.sh python3-matplotlib
-iterations="${ITERATIONS:-200}"
+# Debian's python3-matplotlib (another python3 first on the PATH may lack it).
+py=python3
+$py -c "import matplotlib" 2>/dev/null || py=/usr/bin/python3
+$py -c "import matplotlib" 2>/dev/null || { scripts/setup.sh python3-matplotlib; py=/usr/bin/python3; }
+iterations="${ITERATIONS:-300}"
 sft_steps="${SFT_STEPS:-400}"
 rl=recipes/tiny/running_sum_rl_cpu.yaml
 task=(task.max_difficulty=4)
@@ -55,19 +60,31 @@ run k15 cot
 run pg cot algorithm.loss=pg algorithm.gradient_steps=1
 run prioritized cot sampling.strategy=prioritized
 run curriculum cot sampling.strategy=curriculum sampling.curriculum_iterations=$((iterations / 2))
-run partial cot partial_rollout.enabled=true partial_rollout.segment_length=8
+run partial cot partial_rollout.enabled=true partial_rollout.segment_length=16
 run long mixed
 run short mixed length_penalty.enabled=true length_penalty.warmup_iterations=$((iterations / 6))
 
-# 3. Figures, table, rollout throughput.
+# 3. Held-out evaluation: the same 80 problems x 16 samples for every policy.
+evaluate() {  # NAME POLICY
+  [ -f "$out/eval-$1.jsonl" ] && return
+  "$bin/rl-train" "$rl" "${task[@]}" task.seed=99 optim.lr=0 train.steps=10 data.train_batch_size=8 rollout.n=16 \
+    output.dir="$out/eval-$1" output.checkpoints=false --init-from "$2" --json --quiet >"$out/eval-$1.tmp"
+  mv "$out/eval-$1.tmp" "$out/eval-$1.jsonl"
+}
+final() { echo "$out/$1/checkpoints/step_$(printf %08d "$iterations")"; }
+evaluate start-cot "$(policy cot)"
+evaluate start-mixed "$(policy mixed)"
+for name in k15 pg prioritized curriculum partial long short; do evaluate "$name" "$(final "$name")"; done
+
+# 4. Figures, table, rollout throughput.
 m() { echo "$1=$out/$2/metrics.jsonl"; }
-scripts/plot-rl.py --out "$out/k15-vs-pg.png" --title "k1.5 vs policy gradient (running sums, 0.8M-parameter Llama)" \
+$py scripts/plot-rl.py --out "$out/k15.png" --title "k1.5 and policy gradient from a noisy SFT start (running sums, 0.8M-parameter Llama)" \
   "$(m k1.5 k15)" "$(m pg pg)"
-scripts/plot-rl.py --out "$out/length-penalty.png" --title "length penalty (start: mixed long/short SFT)" \
+$py scripts/plot-rl.py --out "$out/length-penalty.png" --title "length penalty (start: mixed long/short SFT)" \
   "$(m 'no penalty' long)" "$(m 'length penalty' short)"
-scripts/plot-rl.py --out "$out/sampling.png" --title "problem sampling" \
+$py scripts/plot-rl.py --out "$out/sampling.png" --title "problem sampling" \
   "$(m uniform k15)" "$(m prioritized prioritized)" "$(m curriculum curriculum)"
-scripts/plot-rl.py --out "$out/partial.png" --title "partial rollouts (8 tokens per iteration) vs full" \
+$py scripts/plot-rl.py --out "$out/partial.png" --title "partial rollouts (16 of 64 tokens per iteration) vs full" \
   "$(m full k15)" "$(m partial partial)"
 "$bin/rl-train" bench-rollout "$rl" "${task[@]}" --init-from "$(policy cot)" --repeats 3 --json >"$out/bench-rollout.json"
 python3 - "$out" "$iterations" <<'EOF'
@@ -78,15 +95,20 @@ def rows(name):
 def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 w = max(10, n // 10)
-lines = ["| run | accuracy, first %d it. | accuracy, last %d it. | response length first -> last | correct length first -> last | s/iteration |" % (w, w),
-         "|---|---|---|---|---|---|"]
-for name in ["k15", "pg", "prioritized", "curriculum", "partial", "long", "short"]:
+def held_out(name):
+    r = [json.loads(l) for l in open(f"{out}/eval-{name}.jsonl") if '"iteration"' in l]
+    return mean([o["accuracy"] for o in r]), mean([o["correct_length_mean"] for o in r]), mean([o["response_length_mean"] for o in r])
+lines = ["| policy | held-out accuracy | held-out length (correct / all) | training accuracy, first -> last %d it. | s/iteration |" % w,
+         "|---|---|---|---|---|"]
+for name in ["start-cot", "k15", "pg", "prioritized", "curriculum", "partial", "start-mixed", "long", "short"]:
+    acc, clen, alen = held_out(name)
+    if name.startswith("start"):
+        lines.append("| %s (SFT) | %.3f | %.1f / %.1f | | |" % (name, acc, clen, alen))
+        continue
     r = rows(name)
     a, b = r[:w], r[-w:]
-    lines.append("| %s | %.3f | %.3f | %.1f -> %.1f | %.1f -> %.1f | %.2f |" % (
-        name, mean([o["accuracy"] for o in a]), mean([o["accuracy"] for o in b]),
-        mean([o["response_length_mean"] for o in a]), mean([o["response_length_mean"] for o in b]),
-        mean([o["correct_length_mean"] for o in a]), mean([o["correct_length_mean"] for o in b]),
+    lines.append("| %s | %.3f | %.1f / %.1f | %.3f -> %.3f | %.2f |" % (
+        name, acc, clen, alen, mean([o["accuracy"] for o in a]), mean([o["accuracy"] for o in b]),
         mean([o["iteration_seconds"] for o in r])))
 bench = json.load(open(f"{out}/bench-rollout.json"))
 lines.append("")

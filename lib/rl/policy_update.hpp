@@ -30,9 +30,10 @@ struct PolicyPassStats {
 
 class PolicyUpdater {
  public:
-  // Trains response tokens produced at `iteration` (all of them when -1).
+  // Trains the response tokens `trained` selects (kAllTokens, kLastSegment or an iteration:
+  // lib/rl/rollout_batch.hpp).
   PolicyUpdater(Model& model, Communicator& comm, const PolicyLossSettings& loss, std::int64_t rows,
-                std::int64_t row_length, std::int64_t iteration);
+                std::int64_t row_length, std::int64_t trained);
 
   // Forward passes storing log pi_theta_i of every trained token of `groups`. Without this
   // call, each pass uses its own log-probabilities as the reference (exact for a single

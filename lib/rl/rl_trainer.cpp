@@ -23,6 +23,7 @@
 #include "rl/problem_sampler.hpp"
 #include "rl/problem_set.hpp"
 #include "rl/rollout.hpp"
+#include "rl/rollout_batch.hpp"
 #include "rl/scoring.hpp"
 #include "tools/recipe_plan.hpp"
 #include "train/run_checkpoint.hpp"
@@ -268,7 +269,8 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
         if (scores[i].correct[j]) sums.correct_length += len, sums.correct_count += 1;
         sums.repeated += t.repeated ? 1 : 0;
         sums.stopped += t.stopped ? 1 : 0;
-        for (const std::int32_t at : t.produced_at) (at == iteration ? sums.trained_tokens : sums.stale_tokens) += 1;
+        for (std::size_t k = 0; k < t.produced_at.size(); ++k)
+          (trains_token(t, k, rl.partial.enabled ? kLastSegment : kAllTokens) ? sums.trained_tokens : sums.stale_tokens) += 1;
       }
       sums.groups += 1;
     }
@@ -288,7 +290,7 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
     // reference policy being the one that starts the iteration.
     const RunClock::time_point u0 = RunClock::now();
     PolicyUpdater updater(model, comm, rl.loss, run.train.micro_batch_size, run.data.packing_length,
-                          rl.partial.enabled ? iteration : -1);
+                          rl.partial.enabled ? kLastSegment : kAllTokens);
     auto train_groups = [&](std::size_t begin, std::size_t end) {
       std::vector<TrainGroup> mine;
       for (std::size_t d = begin; d < end; ++d) {

@@ -9,8 +9,14 @@
 
 namespace llmlab {
 
+bool trains_token(const Trajectory& t, std::size_t index, std::int64_t trained) {
+  if (trained == kAllTokens) return true;
+  const std::int32_t at = t.produced_at[index];
+  return trained == kLastSegment ? at == t.produced_at.back() : at == trained;
+}
+
 std::vector<RolloutBatch> pack_rollouts(const std::vector<const Trajectory*>& trajectories, std::int64_t rows,
-                                        std::int64_t row_length, std::int64_t trained_iteration) {
+                                        std::int64_t row_length, std::int64_t trained) {
   if (rows < 1 || row_length < 2) throw Error(fmt::format("pack_rollouts: {} rows of {} tokens", rows, row_length));
   auto length = [&](std::size_t i) {
     return static_cast<std::int64_t>(trajectories[i]->prompt.size() + trajectories[i]->response.size());
@@ -54,11 +60,9 @@ std::vector<RolloutBatch> pack_rollouts(const std::vector<const Trajectory*>& tr
           b.position_ids.push_back(static_cast<std::int32_t>(k));
           // Position k predicts token k + 1: a response token when k + 1 >= prompt.
           const std::int64_t r_index = k + 1 - p.prompt;
-          const bool trained = !last && r_index >= 0 &&
-                               (trained_iteration < 0 ||
-                                t.produced_at[static_cast<std::size_t>(r_index)] == trained_iteration);
-          b.loss_mask.push_back(trained ? 1 : 0);
-          b.loss_tokens += trained ? 1 : 0;
+          const bool counts = !last && r_index >= 0 && trains_token(t, static_cast<std::size_t>(r_index), trained);
+          b.loss_mask.push_back(counts ? 1 : 0);
+          b.loss_tokens += counts ? 1 : 0;
         }
         b.cu_seqlens.push_back(static_cast<std::int32_t>(b.tokens.size()));
         b.max_seqlen = std::max<std::int32_t>(b.max_seqlen, static_cast<std::int32_t>(L));

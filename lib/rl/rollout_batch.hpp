@@ -1,7 +1,7 @@
 // Trajectories -> training micro-batches without padding: each prompt + response is one
 // document of a packed row (rows of row_length tokens, micro-batches of `rows` rows), the loss
-// counting only the response tokens the current policy produced (partial rollouts: tokens of
-// earlier iterations are context, not trained on). Rows are filled first-fit by decreasing
+// counting only the selected response tokens (partial rollouts: a trajectory's last segment;
+// earlier segments, sampled by older policies, are context, not trained on). Rows are filled first-fit by decreasing
 // length, so the batch count is near the token total / capacity.
 #pragma once
 
@@ -26,10 +26,16 @@ struct RolloutBatch {
   std::vector<PackedTrajectory> trajectories;
 };
 
-// `trained_iteration`: response tokens with produced_at == it count in the loss; -1: all.
+// Which response tokens count in the loss: all of them (kAllTokens), those sampled in one
+// iteration (>= 0), or each trajectory's last segment (kLastSegment: the tokens sampled in the
+// iteration that finished it; partial rollouts, where earlier segments are context only).
+constexpr std::int64_t kAllTokens = -1, kLastSegment = -2;
 // Throws Error when a trajectory is longer than row_length.
 std::vector<RolloutBatch> pack_rollouts(const std::vector<const Trajectory*>& trajectories, std::int64_t rows,
-                                        std::int64_t row_length, std::int64_t trained_iteration);
+                                        std::int64_t row_length, std::int64_t trained);
+
+// Whether response token `index` of `t` counts under `trained` (see above).
+bool trains_token(const Trajectory& t, std::size_t index, std::int64_t trained);
 
 // Indices (into the batch's tokens) of the loss-counted positions of trajectory p: the
 // position before each trained response token, in response order; the log-probability at such

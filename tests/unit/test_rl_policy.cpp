@@ -98,6 +98,11 @@ TEST_CASE("rollout packing trains only the current iteration response tokens") {
   std::int64_t responses = 0;
   for (const auto& t : ts) responses += static_cast<std::int64_t>(t.response.size());
   CHECK(all == responses);
+  // Last segments: group 0 was produced in one iteration (all trained), group 1's first two
+  // tokens in an earlier one.
+  std::int64_t last = 0;
+  for (const auto& rb : pack_rollouts(pointers(ts), 1, 16, kLastSegment)) last += rb.batch.loss_tokens;
+  CHECK(last == responses - 2 * 3);
   CHECK_THROWS_AS(pack_rollouts(pointers(ts), 2, 8, -1), Error);
 }
 
