@@ -125,7 +125,9 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
   // The rollout engine reads the same parameters the optimizer updates; its KV cache is
   // tracked apart so the training pass can still be compared with its plan.
   TrackedMemory rollout_mem(backend);
-  const std::int64_t my_groups = (rl.train_batch_size + W - 1) / W;
+  // Groups are dealt by id; without partial rollouts a rank holds ceil(B / W) of them, with
+  // them the buffer may leave any mix in flight, up to all B on one rank.
+  const std::int64_t my_groups = rl.partial.enabled ? rl.train_batch_size : (rl.train_batch_size + W - 1) / W;
   Generator generator(spec, weights, backend, rollout_mem, my_groups * rl.n,
                       rl.max_prompt_length + rl.max_response_length);
   const Verifier verifier(rl.verifier);

@@ -89,7 +89,7 @@ check "the buffer is checkpointed: resumed partial rollouts repeat the uninterru
   test "$(field p buffered_groups | wc -l)" -eq 6 -a "$(field p reward_mean)" = "$(cat <(field p1 reward_mean) <(field p2 reward_mean))" \
   -a "$(sed -n 3p <(field p1 buffered_groups))" != "0.0"
 
-# Data parallel: two ranks (ZeRO 0 and 2) share the prompt groups and match one process: the
+# Data parallel: two ranks (ZeRO 0 and 2; 1 with partial rollouts) share the prompt groups and match one process: the
 # same rollouts (per-group seeds), losses within 1e-6 (sums in another order).
 if command -v mpirun >/dev/null; then
   # shellcheck source=support/mpi.sh
@@ -97,11 +97,18 @@ if command -v mpirun >/dev/null; then
   dp=("$rl" "${small[@]}" data.train_batch_size=8 rollout.n=8 optim.lr=1e-4 train.steps=4 output.checkpoints=false
       train.threads=1 --init-from "$policy" --json)
   "$bin/rl-train" "${dp[@]}" output.dir="$tmp/dp1" >"$tmp/dp1.out" 2>"$tmp/dp1.err"
-  for stage in 0 2; do
-    timeout 300 "${mpi[@]}" -np 2 "$bin/rl-train" "${dp[@]}" zero.stage=$stage output.dir="$tmp/dp2$stage" \
+  partial=(partial_rollout.enabled=true partial_rollout.segment_length=6)
+  "$bin/rl-train" "${dp[@]}" "${partial[@]}" output.dir="$tmp/dp1p" >"$tmp/dp1p.out" 2>"$tmp/dp1p.err"
+  for stage in 0 2 p; do
+    extra=(zero.stage=${stage/p/1})
+    [ "$stage" = p ] && extra+=("${partial[@]}")
+    timeout 300 "${mpi[@]}" -np 2 "$bin/rl-train" "${dp[@]}" "${extra[@]}" output.dir="$tmp/dp2$stage" \
       >"$tmp/dp2$stage.out" 2>"$tmp/dp2$stage.err"
-    check "2 ranks at ZeRO stage $stage exit 0" test $? -eq 0
-    check "2 ranks at ZeRO stage $stage match one process" python3 - "$tmp/dp1.out" "$tmp/dp2$stage.out" <<'EOF'
+    check "2 ranks ($stage) exit 0" test $? -eq 0
+    one="$tmp/dp1.out"
+    [ "$stage" = p ] && one="$tmp/dp1p.out"
+    check "2 ranks ($stage: ZeRO stage, p = stage 1 with partial rollouts) match one process" \
+      python3 - "$one" "$tmp/dp2$stage.out" <<'EOF'
 import json, sys
 def its(path):
     return [o for o in map(json.loads, open(path)) if "iteration" in o]
