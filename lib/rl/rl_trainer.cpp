@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -69,12 +70,12 @@ Trajectory trajectory_from(const json& j) {
 
 std::string rl_state_name(int rank, int world) { return fmt::format("rl-state-{:05d}-of-{:05d}.json", rank, world); }
 
-// Sums over ranks of one iteration's rollout and reward figures.
-struct IterationSums {
-  double groups = 0, samples = 0, correct = 0, reward = 0, length = 0, correct_length = 0, correct_count = 0;
-  double repeated = 0, stopped = 0, length_reward = 0, generated = 0, trained_tokens = 0, stale_tokens = 0;
-  double* data() { return &groups; }
-  static constexpr int size = 13;
+// Sums over ranks of one iteration's rollout and reward figures (indices into one array, so
+// one all-reduce carries them).
+enum IterationSum : std::size_t {
+  kGroups, kSamples, kCorrect, kReward, kLength, kCorrectLength, kCorrectCount,
+  kRepeated, kStopped, kLengthReward, kGenerated, kTrainedTokens, kStaleTokens,
+  kIterationSums
 };
 
 }  // namespace
@@ -237,8 +238,8 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
     for (Group& g : in_flight)
       for (Trajectory& t : g.samples) work.push_back(std::move(t));
     const RunClock::time_point r0 = RunClock::now();
-    IterationSums sums;
-    sums.generated = static_cast<double>(extend_rollouts(generator, work, rollout, iteration));
+    std::array<double, kIterationSums> sums{};
+    sums[kGenerated] = static_cast<double>(extend_rollouts(generator, work, rollout, iteration));
     const double rollout_seconds = seconds_since(r0);
     {
       std::size_t k = 0;
@@ -263,23 +264,23 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
         const Trajectory& t = g.samples[j];
         const double len = static_cast<double>(t.response.size());
         correct[i] += scores[i].correct[j] ? 1 : 0;
-        sums.samples += 1;
-        sums.correct += scores[i].correct[j] ? 1 : 0;
-        sums.reward += scores[i].rewards[j];
-        sums.length += len;
-        sums.length_reward += scores[i].length_rewards[j];
-        if (scores[i].correct[j]) sums.correct_length += len, sums.correct_count += 1;
-        sums.repeated += t.repeated ? 1 : 0;
-        sums.stopped += t.stopped ? 1 : 0;
+        sums[kSamples] += 1;
+        sums[kCorrect] += scores[i].correct[j] ? 1 : 0;
+        sums[kReward] += scores[i].rewards[j];
+        sums[kLength] += len;
+        sums[kLengthReward] += scores[i].length_rewards[j];
+        if (scores[i].correct[j]) sums[kCorrectLength] += len, sums[kCorrectCount] += 1;
+        sums[kRepeated] += t.repeated ? 1 : 0;
+        sums[kStopped] += t.stopped ? 1 : 0;
         for (std::size_t k = 0; k < t.produced_at.size(); ++k)
-          (trains_token(t, k, rl.partial.enabled ? kLastSegment : kAllTokens) ? sums.trained_tokens : sums.stale_tokens) += 1;
+          (trains_token(t, k, rl.partial.enabled ? kLastSegment : kAllTokens) ? sums[kTrainedTokens] : sums[kStaleTokens]) += 1;
       }
-      sums.groups += 1;
+      sums[kGroups] += 1;
     }
     if (W > 1) {
       comm.all_reduce_sum_f64(finished.data(), static_cast<int>(finished.size()));
       comm.all_reduce_sum_f64(correct.data(), static_cast<int>(correct.size()));
-      comm.all_reduce_sum_f64(sums.data(), IterationSums::size);
+      comm.all_reduce_sum_f64(sums.data(), static_cast<int>(sums.size()));
     }
     std::vector<std::size_t> done;  // indices into in_flight, in group order
     for (std::size_t i = 0; i < in_flight.size(); ++i)
@@ -342,30 +343,29 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
       if (finished[i] == 0) waiting.push_back(std::move(in_flight[i]));
     in_flight = std::move(waiting);
     state.step = iteration;
-    state.tokens_seen += static_cast<std::uint64_t>(sums.trained_tokens);
+    state.tokens_seen += static_cast<std::uint64_t>(sums[kTrainedTokens]);
 
     // 5. Report.
-    double generated = sums.generated;
-    if (W > 1) comm.all_reduce_sum_f64(&generated, 1);
+    const double generated = sums[kGenerated];  // over all ranks
     const double dt = seconds_since(t0);
     iteration_seconds.push_back(dt);
     rollout_rates.push_back(rollout_seconds > 0 ? generated / W / rollout_seconds : 0);
     train_rates.push_back(update_seconds > 0 ? policy_tokens / W / update_seconds : 0);
     auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
     json record{{"iteration", iteration},
-                {"reward_mean", ratio(sums.reward, sums.samples)},
-                {"accuracy", ratio(sums.correct, sums.samples)},
-                {"response_length_mean", ratio(sums.length, sums.samples)},
-                {"correct_length_mean", ratio(sums.correct_length, sums.correct_count)},
-                {"length_reward_mean", ratio(sums.length_reward, sums.samples)},
+                {"reward_mean", ratio(sums[kReward], sums[kSamples])},
+                {"accuracy", ratio(sums[kCorrect], sums[kSamples])},
+                {"response_length_mean", ratio(sums[kLength], sums[kSamples])},
+                {"correct_length_mean", ratio(sums[kCorrectLength], sums[kCorrectCount])},
+                {"length_reward_mean", ratio(sums[kLengthReward], sums[kSamples])},
                 {"length_penalty_on", length_on},
-                {"groups_trained", sums.groups},
-                {"samples", sums.samples},
-                {"repeated_fraction", ratio(sums.repeated, sums.samples)},
-                {"truncated_fraction", ratio(sums.samples - sums.stopped - sums.repeated, sums.samples)},
+                {"groups_trained", sums[kGroups]},
+                {"samples", sums[kSamples]},
+                {"repeated_fraction", ratio(sums[kRepeated], sums[kSamples])},
+                {"truncated_fraction", ratio(sums[kSamples] - sums[kStopped] - sums[kRepeated], sums[kSamples])},
                 {"buffered_groups", static_cast<double>(in_flight.size())},
-                {"trained_tokens", sums.trained_tokens},
-                {"stale_tokens", sums.stale_tokens},
+                {"trained_tokens", sums[kTrainedTokens]},
+                {"stale_tokens", sums[kStaleTokens]},
                 {"rollout_tokens", generated},
                 {"rollout_tokens_per_second", rollout_rates.back()},
                 {"train_tokens_per_second", train_rates.back()},
