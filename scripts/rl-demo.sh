@@ -5,9 +5,9 @@
 #      has), pack-data packs them, train fits them (recipes/tiny/running_sum_*_cpu.yaml): the
 #      policy makes the mistakes it was shown, at temperature 1 about 0.3 of its answers are right;
 #   2. RL from it: the k1.5 loss (and plain policy gradient) with uniform, prioritised and
-#      curriculum sampling, partial rollouts at a quarter of the response budget per iteration;
-#      and, from a second start SFT-trained on mixed long/short solutions, k1.5 without and
-#      with the length penalty;
+#      curriculum sampling, partial rollouts at 24 of the 64 response tokens per iteration, the
+#      length penalty; and, from a second start SFT-trained on mixed worked/answer-only
+#      solutions, k1.5 choosing between them;
 #   3. every final policy and the starts evaluated on 1,280 samples of held-out problems
 #      (task.seed=99, temperature 1, optim.lr=0), plots (scripts/plot-rl.py) and a table, plus
 #      the rollout throughput with the KV cache against recomputation.
@@ -60,9 +60,9 @@ run k15 cot
 run pg cot algorithm.loss=pg algorithm.gradient_steps=1
 run prioritized cot sampling.strategy=prioritized
 run curriculum cot sampling.strategy=curriculum sampling.curriculum_iterations=$((iterations / 2))
-run partial cot partial_rollout.enabled=true partial_rollout.segment_length=16
+run partial cot partial_rollout.enabled=true partial_rollout.segment_length=24
 run long mixed
-run short mixed length_penalty.enabled=true length_penalty.warmup_iterations=$((iterations / 6))
+run short cot length_penalty.enabled=true length_penalty.weight=0.5 length_penalty.warmup_iterations=$((iterations / 6))
 
 # 3. Held-out evaluation: the same 80 problems x 16 samples for every policy.
 evaluate() {  # NAME POLICY
@@ -80,13 +80,15 @@ for name in k15 pg prioritized curriculum partial long short; do evaluate "$name
 m() { echo "$1=$out/$2/metrics.jsonl"; }
 $py scripts/plot-rl.py --out "$out/k15.png" --title "k1.5 and policy gradient from a noisy SFT start (running sums, 0.8M-parameter Llama)" \
   "$(m k1.5 k15)" "$(m pg pg)"
-$py scripts/plot-rl.py --out "$out/length-penalty.png" --title "length penalty (start: mixed long/short SFT)" \
-  "$(m 'no penalty' long)" "$(m 'length penalty' short)"
+$py scripts/plot-rl.py --out "$out/length-penalty.png" --title "length penalty (weight 0.5 after 50 iterations)" \
+  "$(m 'no penalty' k15)" "$(m 'length penalty' short)"
+$py scripts/plot-rl.py --out "$out/mixed-start.png" --title "start: SFT on mixed worked / answer-only solutions" \
+  "$(m k1.5 long)"
 $py scripts/plot-rl.py --out "$out/sampling.png" --title "problem sampling" \
   "$(m uniform k15)" "$(m prioritized prioritized)" "$(m curriculum curriculum)"
-$py scripts/plot-rl.py --out "$out/partial.png" --title "partial rollouts (16 of 64 tokens per iteration) vs full" \
+$py scripts/plot-rl.py --out "$out/partial.png" --title "partial rollouts (24 of 64 tokens per iteration) vs full" \
   "$(m full k15)" "$(m partial partial)"
-"$bin/rl-train" bench-rollout "$rl" "${task[@]}" --init-from "$(policy cot)" --repeats 3 --json >"$out/bench-rollout.json"
+"$bin/rl-train" bench-rollout "$rl" "${task[@]}" train.threads=1 --init-from "$(policy cot)" --repeats 3 --json >"$out/bench-rollout.json"
 python3 - "$out" "$iterations" <<'EOF'
 import json, sys
 out, n = sys.argv[1], int(sys.argv[2])
@@ -100,7 +102,7 @@ def held_out(name):
     return mean([o["accuracy"] for o in r]), mean([o["correct_length_mean"] for o in r]), mean([o["response_length_mean"] for o in r])
 lines = ["| policy | held-out accuracy | held-out length (correct / all) | training accuracy, first -> last %d it. | s/iteration |" % w,
          "|---|---|---|---|---|"]
-for name in ["start-cot", "k15", "pg", "prioritized", "curriculum", "partial", "start-mixed", "long", "short"]:
+for name in ["start-cot", "k15", "pg", "prioritized", "curriculum", "partial", "short", "start-mixed", "long"]:
     acc, clen, alen = held_out(name)
     if name.startswith("start"):
         lines.append("| %s (SFT) | %.3f | %.1f / %.1f | | |" % (name, acc, clen, alen))
@@ -112,9 +114,9 @@ for name in ["start-cot", "k15", "pg", "prioritized", "curriculum", "partial", "
         mean([o["iteration_seconds"] for o in r])))
 bench = json.load(open(f"{out}/bench-rollout.json"))
 lines.append("")
-lines.append("rollout throughput (%d sequences, %d new tokens): KV cache %.0f tokens/s, recompute %.0f tokens/s: %.1fx (same tokens: %s)" % (
+lines.append("rollout throughput (%d sequences, %d new tokens): KV cache %.0f tokens/s, recompute %.0f tokens/s: %.1fx (identical responses: %.0f%%)" % (
     bench["sequences"], bench["new_tokens"], bench["cached_tokens_per_second"], bench["recompute_tokens_per_second"],
-    bench["speedup"], bench["same_tokens"]))
+    bench["speedup"], 100 * bench["same_sequences"]))
 text = "\n".join(lines) + "\n"
 open(f"{out}/summary.md", "w").write(text)
 print(text)

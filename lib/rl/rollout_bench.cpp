@@ -44,7 +44,7 @@ RolloutBenchResult bench_rollout(const Recipe& recipe, const std::string& init_f
   RolloutBenchResult r;
   r.sequences = sequences;
   std::vector<double> cached, recomputed;
-  bool same = true;
+  std::int64_t same = 0, compared = 0;
   for (int rep = 0; rep < repeats; ++rep) {
     std::vector<Trajectory> a = fresh(set, prompts, rl.n, recipe.train.seed + static_cast<std::uint64_t>(rep));
     RunClock::time_point t0 = RunClock::now();
@@ -57,11 +57,11 @@ RolloutBenchResult bench_rollout(const Recipe& recipe, const std::string& init_f
     t0 = RunClock::now();
     while (std::any_of(b.begin(), b.end(), [](const Trajectory& t) { return !t.finished; })) extend_rollouts(g, b, one, 0);
     recomputed.push_back(seconds_since(t0));
-    for (std::size_t i = 0; i < a.size(); ++i) same = same && a[i].response == b[i].response;
+    for (std::size_t i = 0; i < a.size(); ++i, ++compared) same += a[i].response == b[i].response ? 1 : 0;
   }
   r.cached_seconds = median(cached);
   r.recompute_seconds = median(recomputed);
-  r.same_tokens = same;
+  r.same_sequences = compared ? static_cast<double>(same) / static_cast<double>(compared) : 0.0;
   return r;
 }
 
