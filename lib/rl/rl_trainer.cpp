@@ -319,12 +319,7 @@ int rl_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, con
       if (W > 1) comm.all_reduce_sum_f64(reduced, 3);
       ++optimizer_steps;
       lr = learning_rate(run.optim, optimizer_steps, total_optimizer_steps);
-      const double norm = std::sqrt(zero.grad_sum_squares());
-      UpdateStats update;
-      update.finite = std::isfinite(reduced[0]) && std::isfinite(norm);
-      if (update.finite) update = optimizer.update(optimizer_steps, lr, norm);
-      if (update.finite) zero.after_update();
-      zero.zero_grads();
+      const UpdateStats update = stack.update(optimizer_steps, lr, std::isfinite(reduced[0]));
       if (!update.finite) {
         const std::string what = fmt::format("iteration {}: the policy loss or its gradient is not finite", iteration);
         if (run.train.on_nonfinite == NonFinitePolicy::stop)

@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.hpp"
 #include "core/table.hpp"
@@ -90,6 +91,18 @@ TrainingStack::TrainingStack(const Plan& plan, const RunSettings& run, Communica
                 zero.optimizer_elements()) {
   model.set_param_access(&zero);
   zero.zero_grads();
+}
+
+UpdateStats TrainingStack::update(std::int64_t step, double lr, bool loss_finite) {
+  UpdateStats u;
+  u.grad_norm = std::sqrt(zero.grad_sum_squares());
+  u.finite = loss_finite;
+  if (u.finite) {
+    u = optimizer.update(step, lr, u.grad_norm);
+    if (u.finite) zero.after_update();
+  }
+  zero.zero_grads();
+  return u;
 }
 
 std::optional<std::pair<std::int64_t, std::string>> check_run_store(const Recipe& recipe, const CheckpointStore& store,

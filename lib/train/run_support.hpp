@@ -52,6 +52,10 @@ void print_memory(const Plan& plan, const TrackedMemory& mem, std::ostream& out)
 // parameters through, and AdamW over this rank's range, gradients zeroed.
 struct TrainingStack {
   TrainingStack(const Plan& plan, const RunSettings& run, Communicator& comm);
+  // The optimizer step after zero.finish_gradients(): the global gradient norm (collective),
+  // AdamW with clipping unless the loss or the gradient is not finite (then nothing changes),
+  // ZeRO's parameter all-gather, and zeroed gradients for the next step.
+  UpdateStats update(std::int64_t step, double lr, bool loss_finite);
   CpuBackend backend;
   TrackedMemory mem;
   Model model;

@@ -234,14 +234,7 @@ int train_ranks(const Recipe& recipe, const RunSettings& run, const Plan& plan, 
     comm.all_reduce_sum_f64(&loss_sum, 1);
     const double loss = loss_tokens > 0 ? loss_sum / static_cast<double>(loss_tokens) : 0.0;
     const double lr = learning_rate(run.optim, step, run.train.steps);
-    UpdateStats update;
-    update.finite = std::isfinite(loss);
-    const double grad_norm = std::sqrt(zero.grad_sum_squares());
-    if (update.finite) {
-      update = optimizer.update(step, lr, grad_norm);
-      if (update.finite) zero.after_update();
-    }
-    zero.zero_grads();
+    const UpdateStats update = stack.update(step, lr, std::isfinite(loss));
     if (!update.finite) {
       const std::string what = fmt::format("step {}: the {} is {}", step, std::isfinite(loss) ? "gradient norm" : "loss",
                                            std::isfinite(loss) ? "not finite" : std::isnan(loss) ? "nan" : "inf");
