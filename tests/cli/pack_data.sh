@@ -7,14 +7,7 @@ src="$2"
 recipe="$src/recipes/tiny/pack_cpu.yaml"
 # shellcheck source=support/harness.sh
 source "$(dirname "${BASH_SOURCE[0]}")/support/harness.sh"
-run() {  # NAME ARGS...: exit code in $rc, output in $tmp/NAME.{out,err}
-  local name="$1"; shift
-  "$bin" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
-  rc=$?
-}
-one_error_line() {  # NAME PATTERN
-  [ "$(wc -l <"$tmp/$1.err")" -eq 1 ] && grep -q "^pack-data: error: .*$2" "$tmp/$1.err"
-}
+tool="$bin"
 
 run pack "$recipe" data.output="$tmp/out" --quiet
 check "pack exits 0" test "$rc" -eq 0

@@ -10,14 +10,7 @@ bin="$1"
 src="$2"
 # shellcheck source=support/harness.sh
 source "$(dirname "${BASH_SOURCE[0]}")/support/harness.sh"
-run() {  # NAME ARGS...: exit code in $rc, output in $tmp/NAME.{out,err}
-  local name="$1"; shift
-  "$bin/rl-train" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
-  rc=$?
-}
-one_error_line() {  # NAME PATTERN
-  [ "$(wc -l <"$tmp/$1.err")" -eq 1 ] && grep -q "^rl-train: error: .*$2" "$tmp/$1.err"
-}
+tool="$bin/rl-train"
 field() {  # NAME KEY: the KEY of every iteration object, one per line
   python3 -c 'import json,sys
 for line in open(sys.argv[1]):
