@@ -20,5 +20,7 @@ std::string single_line(std::string_view text);
 
 std::vector<std::string> split(std::string_view text, char sep);
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
+// `text` without leading and trailing spaces and tabs.
+std::string trim(std::string_view text);
 
 }  // namespace llmlab

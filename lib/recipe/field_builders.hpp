@@ -216,6 +216,38 @@ Field path_list(std::string key, Get get, std::string doc) {
   return f;
 }
 
+// A list of scalars, written as a YAML list or as one comma-separated value (the form a
+// command-line override takes: seq_lens=1024,8192); a single value is a list of one.
+// `parse` turns one item's text into an element, throwing InputError at `where` for `key`;
+// `name` turns an element back into text.
+template <class Get, class Parse, class Name>
+Field list(std::string key, std::string type, Get get, Parse parse, Name name, std::string doc) {
+  Field f = blank_field(key, "list of " + type, std::move(doc));
+  f.assign = [key, get, parse](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
+    std::vector<std::string> items;
+    if (v.IsSequence()) {
+      for (const auto& item : v) {
+        require_scalar(item, where, key, "a list of values");
+        items.push_back(item.Scalar());
+      }
+    } else {
+      require_scalar(v, where, key, "a list of values");
+      for (const auto& item : split(v.Scalar(), ',')) items.push_back(trim(item));
+    }
+    if (items.empty() || (items.size() == 1 && items[0].empty()))
+      throw InputError(where, key, "expected at least one value");
+    auto& out = get(r);
+    out.clear();
+    for (const auto& item : items) out.push_back(parse(item, where, key));
+  };
+  f.show = [get, name](const Recipe& r) {
+    std::string s;
+    for (const auto& e : get(const_cast<Recipe&>(r))) s += (s.empty() ? "" : ", ") + std::string(name(e));
+    return "[" + s + "]";
+  };
+  return f;
+}
+
 // A member of the Recipe being bound, e.g. AT(train.steps).
 #define AT(member) [](Recipe& r) -> auto& { return r.member; }
 

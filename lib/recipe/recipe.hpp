@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "recipe/raw_config.hpp"
 #include "rl/rl_settings.hpp"
+#include "spec/bench_settings.hpp"
 #include "spec/model_spec.hpp"
 #include "spec/settings.hpp"
 
@@ -18,6 +19,7 @@ namespace llmlab {
 struct Recipe : RunSettings {
   ModelSpec model;
   RlSettings rl;  // rl-train's keys (data.max_prompt_length, rollout.*, task.*, algorithm.*, ...)
+  AttentionBenchSettings bench;  // bench-attn's keys (bench.*)
 
   std::string path;                          // the recipe file given by the user
   std::map<std::string, SourceLoc> sources;  // where each key that was set came from

@@ -234,6 +234,7 @@ std::vector<Field> build_schema() {
                      "allocator fragmentation reserve as a fraction of the rest; default 0.05 cuda, 0 cpu"));
   s.back().default_text = "by device";
   add_rl_fields(s);
+  add_bench_fields(s);
   return s;
 }
 

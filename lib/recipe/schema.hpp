@@ -30,6 +30,8 @@ struct Field {
 const std::vector<Field>& recipe_schema();
 // rl-train's keys (schema_rl.cpp), appended to the schema.
 void add_rl_fields(std::vector<Field>& schema);
+// bench-attn's keys (schema_bench.cpp), appended to the schema.
+void add_bench_fields(std::vector<Field>& schema);
 const Field* find_field(const std::string& key);
 
 }  // namespace llmlab
