@@ -411,3 +411,36 @@ TEST_CASE("naive attention probs elements") {
   const std::vector<std::int32_t> with_empty = {0, 0, 5, 5};
   CHECK(naive_attention_probs_elements(with_empty.data(), 3, 3) == 75);
 }
+
+// Edge cases of packed batches: empty documents anywhere in cu_seqlens (first, between, last)
+// and padding tokens after the last document, which see no keys at all: their rows must come
+// out exactly 0, never NaN (an online softmax over nothing divides 0 by 0), and every real row
+// must still match the reference. Head dims that are not multiples of the 16-lane vector too.
+TEST_CASE("attention handles empty documents and keyless padding rows in forward and backward") {
+  CpuBackend cpu(2);
+  for (AttentionImpl impl : {AttentionImpl::flash, AttentionImpl::naive})
+    for (bool causal : {true, false})
+      for (std::int64_t D : {40, 96}) {
+        CAPTURE(impl == AttentionImpl::flash);
+        CAPTURE(causal);
+        CAPTURE(D);
+        const Problem p = make_problem({0, 5, 0, 33, 0}, 4, 2, D, causal, 83, /*padding=*/7);
+        const Ref x(p);
+        const Forward f = run_forward(cpu, impl, p);
+        const Grads g = run_backward(cpu, impl, p);
+        for (const auto* t : {&f.out, &f.lse, &g.dq, &g.dk, &g.dv})
+          CHECK(std::all_of(t->begin(), t->end(), [](float e) { return std::isfinite(e); }));
+        const RefForward rf = reference_forward(p, x);
+        const RefGrads rg = reference_backward(p, x);
+        check_close("out", f.out, rf.out, kForwardTol);
+        check_close("lse", f.lse, rf.lse, kForwardTol);
+        check_close("dq", g.dq, rg.dq, kGradTol);
+        check_close("dk", g.dk, rg.dk, kGradTol);
+        check_close("dv", g.dv, rg.dv, kGradTol);
+        const std::size_t padding_from = 38;  // tokens [38, 45) are padding
+        CHECK(std::all_of(f.out.begin() + static_cast<std::ptrdiff_t>(padding_from * 4 * D), f.out.end(),
+                          [](float e) { return e == 0.0f; }));
+        CHECK(std::all_of(g.dk.begin() + static_cast<std::ptrdiff_t>(padding_from * 2 * D), g.dk.end(),
+                          [](float e) { return e == 0.0f; }));
+      }
+}
