@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""A short table from bench-attn and torch_attention.py JSON lines: per shape and mode, each
+implementation's rate (GFLOP/s on the CPU, TFLOP/s on a GPU) side by side, then flash's ratio
+to the naive kernel and to each torch implementation, and (with --sgemm) to the machine's
+sgemm ceiling. Rows whose error broke bench-attn's rule are flagged.
+
+Usage: scripts/bench/attn_summary.py [--sgemm GFLOPS] ROWS.jsonl [MORE.jsonl ...]
+"""
+import argparse
+import json
+from collections import defaultdict
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--sgemm", type=float, default=0, help="the machine's sgemm ceiling, GFLOP/s")
+    p.add_argument("rows", nargs="+")
+    a = p.parse_args()
+    rows = []
+    for path in a.rows:
+        try:
+            with open(path) as f:
+                rows += [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            print(f"(missing: {path})")
+    if not rows:
+        print("no rows")
+        return
+    cpu = all(r["device"].startswith("cpu") for r in rows)
+    scale, unit = (1e3, "GFLOP/s") if cpu else (1.0, "TFLOP/s")
+    table = defaultdict(dict)
+    bad = []
+    for r in rows:
+        key = (r["head_dim"], r["heads"], "causal" if r["causal"] else "full", r["layout"], r["mode"], r["seq_len"])
+        table[key][r["impl"]] = None if r.get("skipped") or not r.get("ms") else r["tflops"] * scale
+        if not r.get("error_ok", True) and not r.get("skipped"):
+            bad.append(f"{r['impl']} {key}")
+    impls = sorted({r["impl"] for r in rows}, key=lambda i: (i.startswith("torch"), i != "flash", i))
+    peers = [i for i in impls if i != "flash"]
+    head = f"{'d':>4} {'h':>3} {'mask':<6} {'layout':<6} {'mode':<7} {'s':>6} " + " ".join(f"{i:>13}" for i in impls)
+    head += "  " + " ".join(f"{'flash/' + i.replace('torch-', 't-'):>13}" for i in peers)
+    if a.sgemm:
+        head += f" {'flash/sgemm':>11}"
+    print(f"rates in {unit}")
+    print(head)
+    for key in sorted(table, key=lambda k: (k[0], k[2], k[3], ["fwd", "bwd", "fwd_bwd"].index(k[4]), k[5])):
+        v = table[key]
+        line = f"{key[0]:>4} {key[1]:>3} {key[2]:<6} {key[3]:<6} {key[4]:<7} {key[5]:>6} "
+        line += " ".join(f"{v[i]:>13.1f}" if v.get(i) else f"{'-':>13}" for i in impls)
+        f = v.get("flash")
+        line += "  " + " ".join(f"{f / v[i]:>12.2f}x" if f and v.get(i) else f"{'-':>13}" for i in peers)
+        if a.sgemm:
+            line += f" {f / a.sgemm:>10.0%}" if f else f" {'-':>11}"
+        print(line)
+    if bad:
+        print("ERROR RULE BROKEN: " + "; ".join(bad))
+
+
+if __name__ == "__main__":
+    main()
