@@ -21,9 +21,9 @@ namespace {
 
 using namespace attn;
 
-// Tile sizes, measured on the 2-core AMD EPYC (Zen 5, AVX-512) dev machine: one thread,
-// causal single document T=1024, GFLOP/s per CPU-second (FlashAttention's FLOP convention),
-// forward / backward, best of 2 runs:
+// Tile sizes. First measured on the 2-core AMD EPYC (Zen 5, AVX-512) dev machine with one
+// thread, causal single document T=1024, GFLOP/s per CPU-second (FlashAttention's FLOP
+// convention), forward / backward, best of 2 runs:
 //   W x keys     D=64 (Hq=12)   D=128 (Hq=8, Hkv=2)
 //   16 x 64       97 / 91        100 / 83
 //   32 x 32      111 / 91        124 / 88
@@ -31,8 +31,17 @@ using namespace attn;
 //   32 x 128     109 / 104       129 / 95
 //   32 x 256     107 / 97        130 / 90
 //   64 x 64      105 / 95        126 / 96
-// Per-thread tiles then take (2 D + 2 kKeys) W floats: 64 KB at D = 128.
-constexpr int kRows = 32;             // query rows per tile (W): two AVX-512 vectors
+// Then with bench-attn on both threads (4 heads, causal, 16384 tokens per batch; GFLOP/s,
+// median of 3, two runs each), where long documents showed the cost of streaming K and V:
+//   W x keys   s     D=64 fwd / bwd      D=128 fwd / bwd
+//   32 x 128   1k    217-223 / 200-222   226-243 / 192-198
+//   32 x 128   16k   170-181 / 235-255   205-217 / 202-212
+//   64 x 128   1k    221-223 / 204-206   237-251 / 207-218
+//   64 x 128   16k   223-225 / 237-246   262     / 209-241
+// 64 query rows read each K/V tile for twice the rows, which keeps 16k-token documents
+// (8 MB of K and V per head) as fast as short ones. Per-thread tiles take
+// (2 D + 2 kKeys) W floats: 128 KB at D = 128.
+constexpr int kRows = 64;             // query rows per tile (W): four AVX-512 vectors
 constexpr std::int64_t kKeys = 128;   // keys per tile
 
 struct Doc {
@@ -78,7 +87,7 @@ void zero_outside_docs(float* x, const std::int32_t* cu, std::int64_t docs, std:
   zero_rows(x, last, T, width);
 }
 
-// Per-thread tile storage, 64-byte aligned, grown once to the largest request (64 KB for
+// Per-thread tile storage, 64-byte aligned, grown once to the largest request (128 KB for
 // D = 128) and reused by every later call on that thread.
 float* thread_tiles(std::size_t floats) {
   thread_local std::vector<float> buffer;

@@ -1,0 +1,335 @@
+// Building blocks shared by the flash forward and backward kernels (sm_80+ instructions, used on
+// sm_90): the parameter struct, switch helpers that turn runtime flags into template booleans,
+// inline-PTX wrappers for mma.sync m16n8k16, ldmatrix and cp.async, the swizzled shared-memory
+// tile layout, and the host-side checks every launcher repeats.
+//
+// Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16", 16-bit A/B, fp32 C); in a warp
+// lane l has groupID g = l / 4 and thread-in-group t = l % 4:
+//   A (16x16, row-major, 4 x 32-bit regs of 2 halves each, lower column in the low half):
+//     a[0] = A[g    ][2t, 2t+1]     a[1] = A[g + 8][2t, 2t+1]
+//     a[2] = A[g    ][2t+8, 2t+9]   a[3] = A[g + 8][2t+8, 2t+9]
+//   B (16x8, K x N, "col": 2 regs):  b[0] = B[2t, 2t+1][g]   b[1] = B[2t+8, 2t+9][g]
+//   C (16x8 fp32, 4 floats):  c[0], c[1] = C[g][2t, 2t+1]   c[2], c[3] = C[g + 8][2t, 2t+1]
+// ldmatrix.x4 loads four 8x8 16-bit matrices; lanes 8j..8j+7 give the row addresses of matrix
+// j (lane 8j+i: row i). Register j of lane l receives matrix j's row l/4, columns 2(l%4),+1;
+// with .trans it receives the transpose: stored rows 2(l%4), 2(l%4)+1 of column l/4.
+// Consequences used by both kernels (M = a row-major [rows][cols] tile in shared memory):
+//   A operand from M (rows = m, cols = k):   lane l points at row l%16, column 8*(l/16)
+//   B operand from M (rows = n, cols = k), two n-tiles of 8 (regs 0,1 = n 0..7; 2,3 = n 8..15):
+//                                            lane l points at row (l%8) + 8*(l/16), column 8*((l/8)%2)
+//   B operand from M^T, i.e. M is (rows = k, cols = n), .trans, two n-tiles:
+//                                            lane l points at row (l%8) + 8*((l/8)%2), column 8*(l/16)
+//   A operand from M^T (M is rows = k, cols = m), .trans:
+//                                            lane l points at row (l%8) + 8*(l/16), column 8*((l/8)%2)
+//   C -> A (the probabilities of forward, P^T and dS^T of backward): C n-tiles 2j and 2j+1 of
+//   one 16-row tile are A's k-step j: a[0] = pack(C2j[0], C2j[1]), a[1] = pack(C2j[2], C2j[3]),
+//   a[2] = pack(C2j+1[0], C2j+1[1]), a[3] = pack(C2j+1[2], C2j+1[3]).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "core/error.hpp"
+#include "kernels/attention/attention_cuda.hpp"
+
+namespace llmlab::cuda::flash {
+
+// ---- parameters ------------------------------------------------------------------------------
+
+// One attention call. Strides are in elements; rows are tokens. Pointers are device pointers.
+struct Params {
+  const void* __restrict__ q;  // [T, Hq, D]
+  const void* __restrict__ k;  // [T, Hkv, D]
+  const void* __restrict__ v;  // [T, Hkv, D]
+  void* __restrict__ out;      // [T, Hq, D]
+  float* __restrict__ lse;     // [Hq, T]
+  const void* __restrict__ dout;  // [T, Hq, D]
+  void* __restrict__ dq;          // [T, Hq, D]
+  void* __restrict__ dk;          // [T, Hkv, D]
+  void* __restrict__ dv;          // [T, Hkv, D]
+  float* __restrict__ dq_accum;   // [T, Hq, D] fp32, unscaled sum of dS K
+  float* __restrict__ drow;       // [Hq, T] rowsum(dO * O)
+  const std::int32_t* __restrict__ cu_seqlens;  // docs + 1
+  std::int64_t q_row_stride, q_head_stride;    // q, out, dout, dq, dq_accum: Hq * D, D
+  std::int64_t kv_row_stride, kv_head_stride;  // k, v, dk, dv: Hkv * D, D
+  std::int64_t lse_head_stride;                // lse, drow: T
+  std::int64_t tokens;
+  int heads, kv_heads, group, head_dim, docs, max_seqlen;
+  float scale;       // softmax scale
+  float scale_log2;  // scale * log2(e): exp(scale * s) = exp2(scale_log2 * s)
+};
+
+inline Params make_params(const AttentionShape& s, const AttentionTensors& t) {
+  Params p{};
+  p.q = t.q;
+  p.k = t.k;
+  p.v = t.v;
+  p.out = t.out;
+  p.lse = t.lse;
+  p.dout = t.dout;
+  p.dq = t.dq;
+  p.dk = t.dk;
+  p.dv = t.dv;
+  p.cu_seqlens = t.cu_seqlens;
+  p.q_row_stride = s.heads * s.head_dim;
+  p.q_head_stride = s.head_dim;
+  p.kv_row_stride = s.kv_heads * s.head_dim;
+  p.kv_head_stride = s.head_dim;
+  p.lse_head_stride = s.tokens;
+  p.tokens = s.tokens;
+  p.heads = static_cast<int>(s.heads);
+  p.kv_heads = static_cast<int>(s.kv_heads);
+  p.group = static_cast<int>(s.heads / s.kv_heads);
+  p.head_dim = static_cast<int>(s.head_dim);
+  p.docs = static_cast<int>(s.docs);
+  p.max_seqlen = static_cast<int>(s.max_seqlen);
+  p.scale = s.scale;
+  p.scale_log2 = s.scale * 1.4426950408889634f;
+  return p;
+}
+
+// ---- switch helpers (FlashAttention's static_switch.h) ----------------------------------------
+
+#define LLMLAB_BOOL_SWITCH(COND, CONST_NAME, ...) \
+  [&] {                                           \
+    if (COND) {                                   \
+      constexpr static bool CONST_NAME = true;    \
+      return __VA_ARGS__();                       \
+    } else {                                      \
+      constexpr static bool CONST_NAME = false;   \
+      return __VA_ARGS__();                       \
+    }                                             \
+  }()
+
+// Storage::bf16 / fp16 -> elem_type.
+#define LLMLAB_STORAGE_SWITCH(STORAGE, ...)                 \
+  [&] {                                                     \
+    if ((STORAGE) == ::llmlab::cuda::Storage::bf16) {       \
+      using elem_type = __nv_bfloat16;                      \
+      return __VA_ARGS__();                                 \
+    } else {                                                \
+      using elem_type = __half;                             \
+      return __VA_ARGS__();                                 \
+    }                                                       \
+  }()
+
+// head_dim 64 / 128 -> kHeadDim (the caller has checked flash_supported).
+#define LLMLAB_HEADDIM_SWITCH(HEADDIM, ...) \
+  [&] {                                     \
+    if ((HEADDIM) <= 64) {                  \
+      constexpr static int kHeadDim = 64;   \
+      return __VA_ARGS__();                 \
+    } else {                                \
+      constexpr static int kHeadDim = 128;  \
+      return __VA_ARGS__();                 \
+    }                                       \
+  }()
+
+// ---- host checks -----------------------------------------------------------------------------
+
+inline void check_cuda(cudaError_t err, const char* call) {
+  if (err != cudaSuccess) throw Error(std::string(call) + " failed: " + cudaGetErrorString(err));
+}
+
+// Rows [0, cu[0]) and [cu[docs], T) of a [T, width] tensor of `elem` bytes set to zero.
+inline void zero_outside_docs(void* x, const std::int32_t* cu_host, std::int64_t docs, std::int64_t tokens,
+                              std::int64_t width, std::size_t elem, cudaStream_t stream, const char* what) {
+  const std::int64_t first = docs > 0 ? cu_host[0] : tokens, last = docs > 0 ? cu_host[docs] : tokens;
+  auto* bytes = static_cast<char*>(x);
+  const auto row = static_cast<std::size_t>(width) * elem;
+  if (first > 0) check_cuda(cudaMemsetAsync(bytes, 0, static_cast<std::size_t>(first) * row, stream), what);
+  if (last < tokens)
+    check_cuda(cudaMemsetAsync(bytes + static_cast<std::size_t>(last) * row, 0,
+                               static_cast<std::size_t>(tokens - last) * row, stream),
+               what);
+}
+
+// lse [H, T]: columns outside every document set to zero (one 2D memset).
+inline void zero_lse_outside_docs(float* lse, const std::int32_t* cu_host, std::int64_t docs, std::int64_t tokens,
+                                  std::int64_t heads, cudaStream_t stream) {
+  const std::int64_t first = docs > 0 ? cu_host[0] : tokens, last = docs > 0 ? cu_host[docs] : tokens;
+  const std::size_t pitch = static_cast<std::size_t>(tokens) * sizeof(float);
+  const auto h = static_cast<std::size_t>(heads);
+  if (first > 0)
+    check_cuda(cudaMemset2DAsync(lse, pitch, 0, static_cast<std::size_t>(first) * sizeof(float), h, stream),
+               "cudaMemset2DAsync (lse padding)");
+  if (last < tokens)
+    check_cuda(cudaMemset2DAsync(lse + last, pitch, 0, static_cast<std::size_t>(tokens - last) * sizeof(float), h,
+                                 stream),
+               "cudaMemset2DAsync (lse padding)");
+}
+
+// Validates what every kernel assumes: a sane shape, cu_seqlens increasing within [0, T] with
+// no document longer than max_seqlen, 16-byte aligned tensors (cp.async moves 16 bytes).
+inline void check_call(const AttentionShape& s, const AttentionTensors& t, const char* who) {
+  const std::string name(who);
+  if (s.heads <= 0 || s.kv_heads <= 0 || s.heads % s.kv_heads != 0 || s.head_dim <= 0 || s.docs < 0 ||
+      s.tokens < 0 || s.max_seqlen < 0 || s.tokens > std::numeric_limits<std::int32_t>::max() ||
+      s.heads > 65535 || s.kv_heads > 65535 || s.docs > 65535)  // token indices are int32; grid y, z limits
+    throw Error(name + ": bad shape (heads " + std::to_string(s.heads) + ", kv_heads " + std::to_string(s.kv_heads) +
+                ", head_dim " + std::to_string(s.head_dim) + ", tokens " + std::to_string(s.tokens) + ")");
+  if (s.docs > 0 && (!t.cu_seqlens || !t.cu_seqlens_host)) throw Error(name + ": cu_seqlens is null");
+  for (std::int64_t i = 0; i < s.docs; ++i) {
+    const std::int64_t a = t.cu_seqlens_host[i], b = t.cu_seqlens_host[i + 1];
+    if (a < 0 || b < a || b > s.tokens || b - a > s.max_seqlen)
+      throw Error(name + ": cu_seqlens is not increasing within [0, tokens] (or a document exceeds max_seqlen " +
+                  std::to_string(s.max_seqlen) + ") at document " + std::to_string(i));
+  }
+  for (const void* ptr : {t.q, t.k, t.v, static_cast<const void*>(t.out), t.dout, static_cast<const void*>(t.dq),
+                          static_cast<const void*>(t.dk), static_cast<const void*>(t.dv)})
+    if (reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0) throw Error(name + ": tensors must be 16-byte aligned");
+}
+
+// ---- device helpers --------------------------------------------------------------------------
+
+template <typename T>
+struct Mma;
+
+// C += A B for one 16x8x16 tile, fp32 accumulation.
+template <>
+struct Mma<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                             std::uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <>
+struct Mma<__half> {
+  static __device__ __forceinline__ void run(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                             std::uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// Two floats as one 32-bit register of two 16-bit values, `lo` in the low half.
+template <typename T>
+__device__ __forceinline__ std::uint32_t pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ std::uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<std::uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ std::uint32_t pack2<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<std::uint32_t*>(&v);
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(T x);
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <>
+__device__ __forceinline__ float to_float<__half>(__half x) { return __half2float(x); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+
+__device__ __forceinline__ std::uint32_t smem_u32(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], std::uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// 16 bytes global -> shared, bypassing L1; when !valid the 16 bytes are zero-filled (src-size 0,
+// nothing is read, but the address must still be a valid one: callers pass the tile's base).
+__device__ __forceinline__ void cp_async_16(std::uint32_t dst, const void* src, bool valid) {
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Swizzled [rows][kCols] tile of 16-bit elements: the 16-byte chunk c of row r is stored at
+// chunk c ^ f(r), so that the 8 row addresses of one ldmatrix matrix (8 consecutive rows, same
+// chunk) hit 8 different 16-byte bank groups. Rows of 128 bytes or more (kCols >= 64): f(r) =
+// r % 8. Rows of 64 bytes (kCols = 32, two rows per 128-byte bank line): f(r) = (r / 2) % 4,
+// which makes rows r and r + 2, r + 4, r + 6 (same bank half) use different chunks.
+template <int kCols>
+__device__ __forceinline__ int swizzle(int row, int col) {
+  static_assert(kCols == 32 || kCols % 64 == 0, "tile width");
+  constexpr int kChunks = kCols / 8;
+  const int f = kChunks >= 8 ? (row & 7) : ((row >> 1) & 3);
+  return row * kCols + (((col >> 3) ^ f) << 3) + (col & 7);
+}
+
+// Per-lane offsets of one ldmatrix address pattern into a swizzled [rows][kCols] tile, so that
+// every address of an unrolled loop is one of kSw/2 registers plus a compile-time constant
+// (computing swizzle() per load made ptxas hoist one register per address and spill). The lane
+// points at row row0 + lane_row and chunk chunk0 + lane_chunk, where row0 is a multiple of 8
+// (so row % 8 = lane_row % 8) and chunk0 has no bit in common with lane_chunk (then the sum is
+// an XOR and the swizzle of chunk0's low bits is one of off[]):
+//   (lane_chunk + chunk0) ^ f = ((lane_chunk ^ f) ^ (chunk0 % kSw)) + (chunk0 - chunk0 % kSw).
+template <int kCols>
+struct LdsmLane {
+  static constexpr int kChunks = kCols / 8, kSw = kChunks >= 8 ? 8 : 4;  // XOR range of the swizzle
+  int off[kSw / 2];
+  __device__ __forceinline__ LdsmLane(int lane_row, int lane_chunk) {
+    const int f = kChunks >= 8 ? (lane_row & 7) : ((lane_row >> 1) & 3);
+#pragma unroll
+    for (int i = 0; i < kSw / 2; ++i) off[i] = lane_row * kCols + (((lane_chunk ^ f) ^ (2 * i)) << 3);
+  }
+  // Element offset of this lane's address for block row row0 and chunk chunk0 (both
+  // compile-time after unrolling, chunk0 even).
+  __device__ __forceinline__ int at(int row0, int chunk0) const {
+    return row0 * kCols + ((chunk0 & ~(kSw - 1)) << 3) + off[(chunk0 & (kSw - 1)) >> 1];
+  }
+};
+
+// Loads rows [0, kRows) of a [kRows][kCols] tile whose row r is at src + r * row_stride (only
+// rows < valid_rows are read; the others are zero-filled) into the swizzled tile at smem.
+// Thread tid moves chunk tid % kChunks of rows tid / kChunks + i * kRowsPerPass: kRowsPerPass is
+// a multiple of 8, so the swizzle of every pass is that of the first plus a constant.
+template <int kRows, int kCols, int kThreads, typename T>
+__device__ __forceinline__ void load_tile_async(T* smem, const T* src, std::int64_t row_stride, int valid_rows) {
+  constexpr int kChunks = kCols / 8, kRowsPerPass = kThreads / kChunks;
+  static_assert(kThreads % kChunks == 0 && kRowsPerPass % 8 == 0 && kRows % kRowsPerPass == 0, "tile passes");
+  const int tid = static_cast<int>(threadIdx.x);
+  const int row = tid / kChunks, col = (tid % kChunks) * 8;
+  const std::uint32_t dst = smem_u32(smem + swizzle<kCols>(row, col));
+#pragma unroll
+  for (int i = 0; i < kRows / kRowsPerPass; ++i) {
+    const int r = row + i * kRowsPerPass;
+    const bool valid = r < valid_rows;
+    const T* g = valid ? src + r * row_stride + col : src;
+    cp_async_16(dst + static_cast<std::uint32_t>(i * kRowsPerPass * kCols * 2), g, valid);
+  }
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+}  // namespace llmlab::cuda::flash

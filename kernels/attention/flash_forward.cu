@@ -1,0 +1,292 @@
+// FlashAttention-2 forward (Dao 2023, algorithm 1) for bf16/fp16 storage, fp32 accumulation:
+// one CTA per (query block, q head, document), 4 warps each owning kWarpRows query rows (Q
+// fragments kept in registers for D = 64, re-read from shared memory for D = 128: see the tile
+// sizes); K/V tiles double-buffered in shared memory by cp.async; S = Q K^T
+// and O += P V on tensor cores (mma.sync m16n8k16); online softmax in registers with exp2 of
+// log2(e)-prescaled scores. Causal: key blocks above the diagonal are never loaded, only blocks
+// that cross it (or the document's end) are masked. Writes out and lse = m + log(l) (natural).
+#include <type_traits>
+
+#include "kernels/attention/flash_common.cuh"
+
+namespace llmlab::cuda {
+namespace flash {
+namespace {
+
+// Tile sizes per head dim, bounded by registers: a thread holds kMTiles * D/2 output floats,
+// kMTiles * kBlockN/2 scores and, with Q in registers, kMTiles * D/4 Q registers; ptxas keeps
+// lane addresses and in-flight fragments on top (sm_90, CUDA 13, -Xptxas -v, bf16 and fp16 alike):
+//   D = 128: Br = 128 (32 rows a warp), Bc = 32, Q re-read from shared memory: 252-255 registers,
+//            no spills; 0.375 ldmatrix.x4 per MMA. The alternatives: Br = 64, Bc = 64, Q in
+//            registers (222 registers, no spills) moves 0.5 ldmatrix.x4 per MMA, and at 4 clocks
+//            of shared-memory bandwidth per ldmatrix.x4 that would bound the MMA rate; FA2's
+//            Br = 128, Bc = 64 spills 28-60 bytes here, with Q in registers ~500.
+//            smem 32 KB Q + 2 x 8 KB K + 2 x 8 KB V = 64 KB; registers allow two CTAs per SM.
+//   D = 64:  Br = 128, Bc = 64, Q in registers: 253-254 registers, no spills, 0.25 ldmatrix.x4
+//            per MMA (Bc = 128 spills ~100 bytes). smem 16 KB Q + 2 x 8 KB K + 2 x 8 KB V = 48 KB.
+// Written without a GPU, so none of this is timed yet: the D = 128 alternatives above are the
+// first thing to measure (the traits line in run_forward).
+template <int kHeadDim_, int kBlockM_, int kBlockN_, bool kQInRegs_, typename Elem>
+struct FwdTraits {
+  using T = Elem;
+  static constexpr int kHeadDim = kHeadDim_, kBlockM = kBlockM_, kBlockN = kBlockN_;
+  static constexpr bool kQInRegs = kQInRegs_;  // else Q's A fragments are re-read from shared memory
+  static constexpr int kNWarps = 4, kThreads = kNWarps * 32;
+  static constexpr int kWarpRows = kBlockM / kNWarps, kMTiles = kWarpRows / 16;
+  static constexpr int kKSteps = kHeadDim / 16;  // k-steps of Q K^T
+  static constexpr int kNTiles = kBlockN / 8;    // n-tiles of S
+  static constexpr int kDTiles = kHeadDim / 8;   // n-tiles of O
+  static constexpr int kSmemElems = kBlockM * kHeadDim + 4 * kBlockN * kHeadDim;  // Q, 2 K, 2 V
+  static constexpr int kSmemBytes = kSmemElems * 2;
+  static_assert(kWarpRows % 16 == 0 && kBlockN % 16 == 0, "tiles");
+};
+
+template <typename Tr, bool kCausal>
+__global__ void __launch_bounds__(Tr::kThreads) forward_kernel(const Params p) {
+  using T = typename Tr::T;
+  constexpr int D = Tr::kHeadDim, kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
+  constexpr int kMTiles = Tr::kMTiles, kNTiles = Tr::kNTiles, kDTiles = Tr::kDTiles, kKSteps = Tr::kKSteps;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBlockM][D]
+  T* sK = sQ + kBlockM * D;                // [2][kBlockN][D]
+  T* sV = sK + 2 * kBlockN * D;            // [2][kBlockN][D]
+
+  const int doc = static_cast<int>(blockIdx.z), h = static_cast<int>(blockIdx.y);
+  const int start = p.cu_seqlens[doc], len = p.cu_seqlens[doc + 1] - start;
+  // Last query blocks first: under the causal mask they have the most key blocks, and starting
+  // the longest work first shortens the tail of the grid.
+  const int qb = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kBlockM;  // first query row (within the document)
+  if (qb >= len) return;
+  const int kvh = h / p.group;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  const int g = lane / 4, t4 = lane % 4;
+  const int warp_row0 = warp * Tr::kWarpRows;  // first row of this warp within the block
+
+  const T* qg = static_cast<const T*>(p.q) + (static_cast<std::int64_t>(start) + qb) * p.q_row_stride +
+                h * p.q_head_stride;
+  const T* kg = static_cast<const T*>(p.k) + static_cast<std::int64_t>(start) * p.kv_row_stride +
+                kvh * p.kv_head_stride;
+  const T* vg = static_cast<const T*>(p.v) + static_cast<std::int64_t>(start) * p.kv_row_stride +
+                kvh * p.kv_head_stride;
+  const int key_end = kCausal ? min(len, qb + kBlockM) : len;  // keys past it are masked for every row
+  const int n_blocks = (key_end + kBlockN - 1) / kBlockN;       // >= 1: qb < len
+
+  load_tile_async<kBlockM, D, Tr::kThreads>(sQ, qg, p.q_row_stride, len - qb);
+  load_tile_async<kBlockN, D, Tr::kThreads>(sK, kg, p.kv_row_stride, len);
+  load_tile_async<kBlockN, D, Tr::kThreads>(sV, vg, p.kv_row_stride, len);
+  cp_async_commit();
+
+  float o[kMTiles][kDTiles][4];
+  float row_max[kMTiles][2], row_sum[kMTiles][2];  // [.][0]: row g, [.][1]: row g + 8 (raw scores)
+#pragma unroll
+  for (int mi = 0; mi < kMTiles; ++mi) {
+#pragma unroll
+    for (int dn = 0; dn < kDTiles; ++dn)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mi][dn][e] = 0.0f;
+    row_max[mi][0] = row_max[mi][1] = -INFINITY;
+    row_sum[mi][0] = row_sum[mi][1] = 0.0f;  // per-thread partial sums, reduced over the quad at the end
+  }
+  constexpr bool kQInRegs = Tr::kQInRegs;
+  // ldmatrix lane addresses (flash_common.cuh): Q as A (row l % 16, chunk l / 16), K as B
+  // ([key][d] = [n][k]: row (l%8) + 8(l/16), chunk (l/8)%2), V as B with .trans ([key][d] =
+  // [k][n]: row (l%8) + 8((l/8)%2), chunk l/16).
+  const LdsmLane<D> q_lane(lane % 16, lane / 16), k_lane(lane % 8 + 8 * (lane / 16), (lane / 8) % 2),
+      v_lane(lane % 8 + 8 * ((lane / 8) % 2), lane / 16);
+  const std::uint32_t sQ_u32 = smem_u32(sQ), sK_u32 = smem_u32(sK), sV_u32 = smem_u32(sV);
+  std::uint32_t qf[kQInRegs ? kMTiles : 1][kQInRegs ? kKSteps : 1][4];  // filled once Q has landed
+  auto load_q = [&](std::uint32_t(&a)[4], int mi, int ks) {
+    ldmatrix_x4(a, sQ_u32 + 2 * q_lane.at(warp_row0 + mi * 16, 2 * ks));
+  };
+
+  for (int j = 0; j < n_blocks; ++j) {
+    const int buf = j & 1, kb = j * kBlockN;
+    if (j + 1 < n_blocks) {  // prefetch block j + 1 into the other buffer (last read in block j - 1)
+      const int kb1 = kb + kBlockN;
+      load_tile_async<kBlockN, D, Tr::kThreads>(sK + (buf ^ 1) * kBlockN * D, kg + kb1 * p.kv_row_stride,
+                                                p.kv_row_stride, len - kb1);
+      load_tile_async<kBlockN, D, Tr::kThreads>(sV + (buf ^ 1) * kBlockN * D, vg + kb1 * p.kv_row_stride,
+                                                p.kv_row_stride, len - kb1);
+      cp_async_commit();
+      cp_async_wait<1>();  // everything but the prefetch: block j (and Q) have landed
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if constexpr (kQInRegs) {
+      if (j == 0) {
+#pragma unroll
+        for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+          for (int ks = 0; ks < kKSteps; ++ks) load_q(qf[mi][ks], mi, ks);
+      }
+    }
+    // Causal: a warp whose last row is above this block's first key sees none of it.
+    const bool warp_visible = !kCausal || kb <= qb + warp_row0 + Tr::kWarpRows - 1;
+    if (warp_visible) {
+      const std::uint32_t k_tile = sK_u32 + buf * kBlockN * D * 2, v_tile = sV_u32 + buf * kBlockN * D * 2;
+      // S = Q K^T; B from K: registers 0,1 are keys np*16 + 0..7, registers 2,3 keys np*16 + 8..15.
+      float s[kMTiles][kNTiles][4];
+#pragma unroll
+      for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+        for (int nj = 0; nj < kNTiles; ++nj)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mi][nj][e] = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        std::uint32_t qa[kMTiles][4];
+#pragma unroll
+        for (int mi = 0; mi < kMTiles; ++mi) {
+          if constexpr (kQInRegs) {
+#pragma unroll
+            for (int r = 0; r < 4; ++r) qa[mi][r] = qf[mi][ks][r];
+          } else {
+            load_q(qa[mi], mi, ks);
+          }
+        }
+#pragma unroll
+        for (int np = 0; np < kNTiles / 2; ++np) {
+          std::uint32_t b[4];
+          ldmatrix_x4(b, k_tile + 2 * k_lane.at(np * 16, 2 * ks));
+#pragma unroll
+          for (int mi = 0; mi < kMTiles; ++mi) {
+            Mma<T>::run(s[mi][2 * np], qa[mi], b[0], b[1]);
+            Mma<T>::run(s[mi][2 * np + 1], qa[mi], b[2], b[3]);
+          }
+        }
+      }
+      // Mask keys past the document's end and (causal) after the query: s[mi][nj][e] is row
+      // warp_row0 + 16 mi + g + 8 (e / 2), key kb + 8 nj + 2 t4 + e % 2.
+      if (kb + kBlockN > len || (kCausal && kb + kBlockN - 1 > qb + warp_row0)) {
+#pragma unroll
+        for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+          for (int nj = 0; nj < kNTiles; ++nj)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int row = qb + warp_row0 + mi * 16 + g + 8 * (e / 2), key = kb + nj * 8 + 2 * t4 + e % 2;
+              if (key >= len || (kCausal && key > row)) s[mi][nj][e] = -INFINITY;
+            }
+      }
+      // Online softmax: new max over the quad (the 4 lanes sharing a row), rescale O and the sum.
+#pragma unroll
+      for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+        for (int rh = 0; rh < 2; ++rh) {
+          float mx = row_max[mi][rh];
+#pragma unroll
+          for (int nj = 0; nj < kNTiles; ++nj) mx = fmaxf(mx, fmaxf(s[mi][nj][2 * rh], s[mi][nj][2 * rh + 1]));
+          mx = quad_max(mx);
+          // A row with every score so far masked keeps max -inf: subtract 0 instead (no inf - inf).
+          const float m_scaled = mx == -INFINITY ? 0.0f : mx * p.scale_log2;
+          const float alpha = exp2f(row_max[mi][rh] * p.scale_log2 - m_scaled);  // 0 when the old max is -inf
+          row_max[mi][rh] = mx;
+          float sum = 0.0f;
+#pragma unroll
+          for (int nj = 0; nj < kNTiles; ++nj)
+#pragma unroll
+            for (int e = 2 * rh; e < 2 * rh + 2; ++e) {
+              const float pr = exp2f(fmaf(s[mi][nj][e], p.scale_log2, -m_scaled));  // masked: exp2(-inf) = 0
+              s[mi][nj][e] = pr;
+              sum += pr;
+            }
+          row_sum[mi][rh] = row_sum[mi][rh] * alpha + sum;
+#pragma unroll
+          for (int dn = 0; dn < kDTiles; ++dn) {
+            o[mi][dn][2 * rh] *= alpha;
+            o[mi][dn][2 * rh + 1] *= alpha;
+          }
+        }
+      // O += P V. P's A fragments come straight from S's C fragments (n-tiles 2ks, 2ks + 1).
+      // B from V with .trans: registers 0,1 are d dp*16 + 0..7, registers 2,3 d dp*16 + 8..15.
+#pragma unroll
+      for (int ks = 0; ks < kBlockN / 16; ++ks) {
+        std::uint32_t a[kMTiles][4];
+#pragma unroll
+        for (int mi = 0; mi < kMTiles; ++mi) {
+          a[mi][0] = pack2<T>(s[mi][2 * ks][0], s[mi][2 * ks][1]);
+          a[mi][1] = pack2<T>(s[mi][2 * ks][2], s[mi][2 * ks][3]);
+          a[mi][2] = pack2<T>(s[mi][2 * ks + 1][0], s[mi][2 * ks + 1][1]);
+          a[mi][3] = pack2<T>(s[mi][2 * ks + 1][2], s[mi][2 * ks + 1][3]);
+        }
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          std::uint32_t b[4];
+          ldmatrix_x4_trans(b, v_tile + 2 * v_lane.at(ks * 16, 2 * dp));
+#pragma unroll
+          for (int mi = 0; mi < kMTiles; ++mi) {
+            Mma<T>::run(o[mi][2 * dp], a[mi], b[0], b[1]);
+            Mma<T>::run(o[mi][2 * dp + 1], a[mi], b[2], b[3]);
+          }
+        }
+      }
+    }
+    __syncthreads();  // every warp is done with buffer buf before block j + 2 is loaded into it
+  }
+
+  // Epilogue: O / l in the storage type, lse = scale * max + log(l). o[mi][dn][2rh + {0,1}] is row
+  // warp_row0 + 16 mi + g + 8 rh, columns 8 dn + 2 t4 + {0, 1}.
+  T* og = static_cast<T*>(p.out) + (static_cast<std::int64_t>(start) + qb) * p.q_row_stride + h * p.q_head_stride;
+#pragma unroll
+  for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+    for (int rh = 0; rh < 2; ++rh) {
+      const float l = quad_sum(row_sum[mi][rh]);
+      const int row = warp_row0 + mi * 16 + g + 8 * rh;
+      if (qb + row < len) {
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // l > 0 for every row of a document (key 0 is visible)
+        T* dst = og + static_cast<std::int64_t>(row) * p.q_row_stride;
+#pragma unroll
+        for (int dn = 0; dn < kDTiles; ++dn)
+          *reinterpret_cast<std::uint32_t*>(dst + dn * 8 + 2 * t4) =
+              pack2<T>(o[mi][dn][2 * rh] * inv, o[mi][dn][2 * rh + 1] * inv);
+        if (t4 == 0)
+          p.lse[h * p.lse_head_stride + start + qb + row] =
+              l > 0.0f ? row_max[mi][rh] * p.scale + logf(l) : INFINITY;  // +inf: backward's P = 0
+      }
+    }
+}
+
+template <typename Tr, bool kCausal>
+void launch_forward(const Params& p, cudaStream_t stream) {
+  auto kernel = forward_kernel<Tr, kCausal>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
+             "cudaFuncSetAttribute (flash forward shared memory)");
+  const dim3 grid(static_cast<unsigned>((p.max_seqlen + Tr::kBlockM - 1) / Tr::kBlockM),
+                  static_cast<unsigned>(p.heads), static_cast<unsigned>(p.docs));
+  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+  check_cuda(cudaGetLastError(), "flash forward kernel launch");
+}
+
+template <typename T, int kHeadDim>
+void run_forward(const Params& p, bool causal, cudaStream_t stream) {
+  using Tr = std::conditional_t<kHeadDim == 64, FwdTraits<64, 128, 64, true, T>, FwdTraits<128, 128, 32, false, T>>;
+  LLMLAB_BOOL_SWITCH(causal, kCausal, [&] { launch_forward<Tr, kCausal>(p, stream); });
+}
+
+}  // namespace
+}  // namespace flash
+
+bool flash_supported(const AttentionShape& s) { return s.head_dim == 64 || s.head_dim == 128; }
+
+std::size_t flash_forward_workspace_bytes(const AttentionShape& /*s*/) { return 0; }
+
+void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* /*workspace*/, void* stream_ptr) {
+  if (!flash_supported(s))
+    throw Error("flash_forward: head_dim " + std::to_string(s.head_dim) + " is not compiled (64 or 128)");
+  flash::check_call(s, t, "flash_forward");
+  if (!t.lse) throw Error("flash_forward: lse is null");
+  auto stream = static_cast<cudaStream_t>(stream_ptr);
+  const std::size_t elem = 2;
+  flash::zero_outside_docs(t.out, t.cu_seqlens_host, s.docs, s.tokens, s.heads * s.head_dim, elem, stream,
+                           "cudaMemsetAsync (flash forward padding)");
+  flash::zero_lse_outside_docs(t.lse, t.cu_seqlens_host, s.docs, s.tokens, s.heads, stream);
+  if (s.docs == 0 || s.max_seqlen == 0 || s.tokens == 0) return;
+  const flash::Params p = flash::make_params(s, t);
+  LLMLAB_STORAGE_SWITCH(t.storage, [&] {
+    LLMLAB_HEADDIM_SWITCH(s.head_dim, [&] { flash::run_forward<elem_type, kHeadDim>(p, s.causal, stream); });
+  });
+}
+
+}  // namespace llmlab::cuda

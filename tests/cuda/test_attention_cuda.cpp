@@ -1,0 +1,287 @@
+// The CUDA attention kernels (flash and naive, forward and backward) against the CPU backend's
+// fp32 naive attention run on the same bf16/fp16-rounded inputs. FlashAttention's rule: flash's
+// max abs error is at most twice the naive kernel's (same storage precision) plus 1e-3, both are
+// finite, and tokens outside every document get exactly 0.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/half_float.hpp"
+#include "core/random.hpp"
+#include "kernels/attention/attention_cuda.hpp"
+#include "ops/cpu/cpu_backend.hpp"
+#include "ops/cuda/device_memory.hpp"
+
+using namespace llmlab;
+
+namespace {
+
+constexpr double kFloor = 1e-3;  // absolute slack for errors both kernels keep tiny
+
+// Owns one device allocation.
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(std::size_t bytes) : p_(device_alloc(bytes)) {}
+  ~DeviceBuffer() {
+    try {
+      device_free(p_);
+    } catch (...) {  // a destructor must not throw; the test has already failed then
+    }
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& other) noexcept : p_(std::exchange(other.p_, nullptr)) {}
+  DeviceBuffer& operator=(DeviceBuffer&&) = delete;
+  void* get() const { return p_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void* p_;
+};
+
+std::uint16_t to_bits(float x, cuda::Storage st) { return st == cuda::Storage::bf16 ? float_to_bf16(x) : float_to_fp16(x); }
+float from_bits(std::uint16_t h, cuda::Storage st) { return st == cuda::Storage::bf16 ? bf16_to_float(h) : fp16_to_float(h); }
+
+// A packed batch, inputs already rounded to the storage type (the fp32 copies are exact).
+struct Problem {
+  AttentionShape s;
+  cuda::Storage storage = cuda::Storage::bf16;
+  std::vector<std::int32_t> cu;
+  std::vector<float> q, k, v, dout;
+};
+
+std::vector<float> random_rounded(std::size_t n, std::uint64_t& state, cuda::Storage st) {
+  std::vector<float> x(n);
+  for (float& e : x) {
+    const auto u = static_cast<float>(static_cast<double>(splitmix64(state) >> 11) * 0x1p-52 - 1.0);  // [-1, 1)
+    e = from_bits(to_bits(u, st), st);
+  }
+  return x;
+}
+
+Problem make_problem(cuda::Storage st, const std::vector<std::int32_t>& lens, std::int32_t padding, std::int64_t Hq,
+                     std::int64_t Hkv, std::int64_t D, bool causal, std::uint64_t seed) {
+  Problem p;
+  p.storage = st;
+  p.cu = {0};
+  for (std::int32_t len : lens) p.cu.push_back(p.cu.back() + len);
+  p.s.tokens = p.cu.back() + padding;
+  p.s.docs = static_cast<std::int64_t>(lens.size());
+  p.s.max_seqlen = *std::max_element(lens.begin(), lens.end());
+  p.s.heads = Hq;
+  p.s.kv_heads = Hkv;
+  p.s.head_dim = D;
+  p.s.causal = causal;
+  p.s.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  const auto T = static_cast<std::size_t>(p.s.tokens);
+  p.q = random_rounded(T * static_cast<std::size_t>(Hq * D), seed, st);
+  p.k = random_rounded(T * static_cast<std::size_t>(Hkv * D), seed, st);
+  p.v = random_rounded(T * static_cast<std::size_t>(Hkv * D), seed, st);
+  p.dout = random_rounded(T * static_cast<std::size_t>(Hq * D), seed, st);
+  return p;
+}
+
+struct Result {
+  std::vector<float> out, lse, dq, dk, dv;
+};
+
+Result run_cpu(const Problem& p) {
+  CpuBackend cpu(0);
+  const auto& s = p.s;
+  Result r{std::vector<float>(p.q.size()), std::vector<float>(static_cast<std::size_t>(s.heads * s.tokens)),
+           std::vector<float>(p.q.size()), std::vector<float>(p.k.size()), std::vector<float>(p.v.size())};
+  std::vector<float> probs(static_cast<std::size_t>(naive_attention_probs_elements(p.cu.data(), s.docs, s.heads)));
+  std::vector<float> scratch(probs.size());
+  cpu.attention_forward(AttentionImpl::naive, s, p.cu.data(), p.cu.data(), p.q.data(), p.k.data(), p.v.data(),
+                        r.out.data(), r.lse.data(), probs.data());
+  cpu.attention_backward(AttentionImpl::naive, s, p.cu.data(), p.cu.data(), p.q.data(), p.k.data(), p.v.data(),
+                         r.out.data(), r.lse.data(), probs.data(), p.dout.data(), r.dq.data(), r.dk.data(),
+                         r.dv.data(), scratch.data());
+  return r;
+}
+
+std::vector<std::uint16_t> to_storage(const std::vector<float>& x, cuda::Storage st) {
+  std::vector<std::uint16_t> h(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) h[i] = to_bits(x[i], st);
+  return h;
+}
+
+DeviceBuffer upload(const std::vector<float>& x, cuda::Storage st) {
+  const auto h = to_storage(x, st);
+  DeviceBuffer b(h.size() * 2);
+  copy_to_device(b.get(), h.data(), h.size() * 2);
+  return b;
+}
+
+// Fills a device tensor with garbage (bytes 0x7e: 8e37 in bf16 and fp32, NaN in fp16) so that a
+// kernel that forgets an element shows up as a big error, not as a lucky zero.
+DeviceBuffer garbage(std::size_t elems, std::size_t elem_bytes) {
+  std::vector<unsigned char> bytes(elems * elem_bytes, 0x7e);
+  DeviceBuffer b(bytes.size());
+  copy_to_device(b.get(), bytes.data(), bytes.size());
+  return b;
+}
+
+std::vector<float> download(const DeviceBuffer& b, std::size_t n, cuda::Storage st) {
+  std::vector<std::uint16_t> h(n);
+  copy_to_host(h.data(), b.get(), n * 2);
+  std::vector<float> x(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = from_bits(h[i], st);
+  return x;
+}
+
+std::vector<float> download_f32(const DeviceBuffer& b, std::size_t n) {
+  std::vector<float> x(n);
+  copy_to_host(x.data(), b.get(), n * 4);
+  return x;
+}
+
+Result run_gpu(const Problem& p, bool flash) {
+  const auto& s = p.s;
+  const auto T = static_cast<std::size_t>(s.tokens);
+  const std::size_t nq = p.q.size(), nkv = p.k.size(), nlse = T * static_cast<std::size_t>(s.heads);
+  DeviceBuffer cu(p.cu.size() * 4);
+  copy_to_device(cu.get(), p.cu.data(), p.cu.size() * 4);
+  DeviceBuffer q = upload(p.q, p.storage), k = upload(p.k, p.storage), v = upload(p.v, p.storage);
+  DeviceBuffer dout = upload(p.dout, p.storage);
+  DeviceBuffer out = garbage(nq, 2), lse = garbage(nlse, 4);
+  DeviceBuffer dq = garbage(nq, 2), dk = garbage(nkv, 2), dv = garbage(nkv, 2);
+  cuda::AttentionTensors t;
+  t.storage = p.storage;
+  t.cu_seqlens = cu.as<std::int32_t>();
+  t.cu_seqlens_host = p.cu.data();
+  t.q = q.get();
+  t.k = k.get();
+  t.v = v.get();
+  t.out = out.get();
+  t.lse = lse.as<float>();
+  t.dout = dout.get();
+  t.dq = dq.get();
+  t.dk = dk.get();
+  t.dv = dv.get();
+  if (flash) {
+    DeviceBuffer fwd_ws(std::max<std::size_t>(cuda::flash_forward_workspace_bytes(s), 1));
+    DeviceBuffer bwd_ws(std::max<std::size_t>(cuda::flash_backward_workspace_bytes(s), 1));
+    cuda::flash_forward(s, t, fwd_ws.get(), nullptr);
+    cuda::flash_backward(s, t, bwd_ws.get(), nullptr);
+    cuda::synchronize();
+  } else {
+    DeviceBuffer saved(std::max<std::size_t>(cuda::naive_saved_bytes(s, p.cu.data()), 1));
+    DeviceBuffer ws(std::max<std::size_t>(cuda::naive_backward_workspace_bytes(s, p.cu.data()), 1));
+    cuda::naive_forward(s, t, saved.get(), nullptr);
+    cuda::naive_backward(s, t, saved.get(), ws.get(), nullptr);
+    cuda::synchronize();
+  }
+  return {download(out, nq, p.storage), download_f32(lse, nlse), download(dq, nq, p.storage),
+          download(dk, nkv, p.storage), download(dv, nkv, p.storage)};
+}
+
+std::string describe(const Problem& p) {
+  std::string lens;
+  for (std::size_t i = 0; i + 1 < p.cu.size(); ++i) {
+    if (i) lens += ',';
+    lens += std::to_string(p.cu[i + 1] - p.cu[i]);
+  }
+  return std::string(p.storage == cuda::Storage::bf16 ? "bf16" : "fp16") + " D=" + std::to_string(p.s.head_dim) +
+         " Hq=" + std::to_string(p.s.heads) + " Hkv=" + std::to_string(p.s.kv_heads) +
+         (p.s.causal ? " causal" : " full") + " docs=[" + lens + "] T=" + std::to_string(p.s.tokens);
+}
+
+// Max abs error over tokens inside documents; `row_of(i)` maps an element to its token.
+struct Errors {
+  double max_abs = 0;
+  bool finite = true;
+  bool padding_zero = true;
+};
+
+template <typename RowOf>
+Errors compare(const std::vector<float>& got, const std::vector<float>& want, std::int64_t first, std::int64_t last,
+               RowOf row_of) {
+  Errors e;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) e.finite = false;
+    const std::int64_t t = row_of(i);
+    if (t < first || t >= last) {
+      if (got[i] != 0.0f) e.padding_zero = false;
+    } else {
+      e.max_abs = std::max(e.max_abs, std::fabs(static_cast<double>(got[i]) - want[i]));
+    }
+  }
+  return e;
+}
+
+void check_tensor(const char* name, const Problem& p, const std::vector<float>& flash,
+                  const std::vector<float>& naive, const std::vector<float>& ref, bool lse_layout) {
+  const std::int64_t T = p.s.tokens, first = p.cu.front(), last = p.cu.back();
+  const std::size_t width = ref.size() / static_cast<std::size_t>(T);  // elements per token row
+  auto row_of = [&](std::size_t i) {
+    return lse_layout ? static_cast<std::int64_t>(i % static_cast<std::size_t>(T))
+                      : static_cast<std::int64_t>(i / width);
+  };
+  const Errors ef = compare(flash, ref, first, last, row_of), en = compare(naive, ref, first, last, row_of);
+  const std::string where = std::string(name) + " " + describe(p) + ": flash max abs error " +
+                            std::to_string(ef.max_abs) + ", naive " + std::to_string(en.max_abs);
+  CHECK_MESSAGE(ef.finite, "flash " << where << " has a non-finite value");
+  CHECK_MESSAGE(en.finite, "naive " << where << " has a non-finite value");
+  CHECK_MESSAGE(ef.padding_zero, "flash " << where << ": padding tokens are not exactly 0");
+  CHECK_MESSAGE(en.padding_zero, "naive " << where << ": padding tokens are not exactly 0");
+  CHECK_MESSAGE(ef.max_abs <= 2 * en.max_abs + kFloor, where);
+  MESSAGE(where);
+}
+
+void check_problem(const Problem& p) {
+  const Result ref = run_cpu(p), flash = run_gpu(p, true), naive = run_gpu(p, false);
+  check_tensor("out", p, flash.out, naive.out, ref.out, false);
+  check_tensor("lse", p, flash.lse, naive.lse, ref.lse, true);
+  check_tensor("dq", p, flash.dq, naive.dq, ref.dq, false);
+  check_tensor("dk", p, flash.dk, naive.dk, ref.dk, false);
+  check_tensor("dv", p, flash.dv, naive.dv, ref.dv, false);
+}
+
+// Documents of 1, 17, 0 (empty), 130 and 300 tokens (none a multiple of any block size), then
+// 5 padding tokens; 4 q heads over 4, 2 or 1 kv heads (GQA ratios 1, 2, 4).
+void check_all(cuda::Storage st, std::int64_t D) {
+  std::uint64_t seed = 1234;
+  for (const bool causal : {false, true})
+    for (const std::int64_t Hkv : {4, 2, 1}) {
+      const Problem p = make_problem(st, {1, 17, 0, 130, 300}, 5, 4, Hkv, D, causal, seed++);
+      check_problem(p);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("cuda attention bf16 D=64: flash and naive against the CPU") { check_all(cuda::Storage::bf16, 64); }
+TEST_CASE("cuda attention bf16 D=128: flash and naive against the CPU") { check_all(cuda::Storage::bf16, 128); }
+TEST_CASE("cuda attention fp16 D=64: flash and naive against the CPU") { check_all(cuda::Storage::fp16, 64); }
+TEST_CASE("cuda attention fp16 D=128: flash and naive against the CPU") { check_all(cuda::Storage::fp16, 128); }
+
+TEST_CASE("cuda attention: one long causal document spanning many blocks, GQA 2") {
+  const Problem p = make_problem(cuda::Storage::bf16, {1000}, 3, 4, 2, 128, true, 99);
+  check_problem(p);
+}
+
+TEST_CASE("cuda attention: no documents at all, every token padding") {
+  Problem p = make_problem(cuda::Storage::bf16, {0}, 7, 2, 1, 64, true, 7);
+  p.s.max_seqlen = 0;
+  const Result flash = run_gpu(p, true), naive = run_gpu(p, false);
+  for (const Result* r : {&flash, &naive})
+    for (const std::vector<float>* x : {&r->out, &r->lse, &r->dq, &r->dk, &r->dv})
+      CHECK(std::all_of(x->begin(), x->end(), [](float e) { return e == 0.0f; }));
+}
+
+TEST_CASE("cuda device state: name and event timing") {
+  const std::string name = cuda::device_name();
+  CHECK(name.find("sm_") != std::string::npos);
+  const auto ms = cuda::time_on_device_ms([] {}, 1, 3, nullptr);
+  CHECK(ms.size() == 3);
+  for (double m : ms) CHECK(m >= 0.0);
+}
