@@ -36,13 +36,23 @@ def flag_list(text, kind):
     return [kind(t) for t in items]
 
 
+_masks = {}
+
+
 def naive_attention(q, k, v, causal):
-    # q, k, v: [b, h, s, d]
+    """nanoGPT's formulation: q, k, v [b, h, s, d]; the causal mask is built once per shape
+    (nanoGPT registers it as a buffer), scores masked in place when no gradient flows."""
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
     if causal:
         s = q.shape[-2]
-        mask = torch.ones(s, s, dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(mask, float("-inf"))
+        key = (s, q.device)
+        if key not in _masks:
+            _masks.clear()
+            _masks[key] = torch.ones(s, s, dtype=torch.bool, device=q.device).triu(1)
+        if scores.requires_grad:
+            scores = scores.masked_fill(_masks[key], float("-inf"))
+        else:
+            scores.masked_fill_(_masks[key], float("-inf"))
     return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
 
 
