@@ -117,23 +117,33 @@ Field text(std::string key, Get get, std::string doc) {
   return f;
 }
 
-template <class E, class Get>
-Field choice(std::string key, Get get, std::vector<std::pair<std::string, E>> options, std::string doc) {
+template <class E>
+std::vector<std::string> option_names(const std::vector<std::pair<std::string, E>>& options) {
   std::vector<std::string> names;
   for (const auto& o : options) names.push_back(o.first);
-  Field f = blank_field(key, "one of " + join(names, "|"), std::move(doc));
+  return names;
+}
+
+// The option named `text`, or an InputError listing the names (with a guess at a typo).
+template <class E>
+E parse_choice(const std::string& text, const std::vector<std::pair<std::string, E>>& options, const SourceLoc& where,
+               const std::string& key) {
+  for (const auto& [name, value] : options)
+    if (text == name) return value;
+  const std::vector<std::string> names = option_names(options);
+  std::string msg = fmt::format("must be one of {} (got '{}')", join(names, "|"), text);
+  const std::string guess = closest_match(text, names);
+  if (!guess.empty()) msg += fmt::format("; did you mean '{}'?", guess);
+  throw InputError(where, key, msg);
+}
+
+template <class E, class Get>
+Field choice(std::string key, Get get, std::vector<std::pair<std::string, E>> options, std::string doc) {
+  const std::string names = join(option_names(options), "|");
+  Field f = blank_field(key, "one of " + names, std::move(doc));
   f.assign = [key, get, options, names](Recipe& r, const YAML::Node& v, const SourceLoc& where) {
-    require_scalar(v, where, key, ("one of " + join(names, "|")).c_str());
-    for (const auto& [name, value] : options) {
-      if (v.Scalar() == name) {
-        get(r) = value;
-        return;
-      }
-    }
-    std::string msg = fmt::format("must be one of {} (got '{}')", join(names, "|"), v.Scalar());
-    const std::string guess = closest_match(v.Scalar(), names);
-    if (!guess.empty()) msg += fmt::format("; did you mean '{}'?", guess);
-    throw InputError(where, key, msg);
+    require_scalar(v, where, key, ("one of " + names).c_str());
+    get(r) = parse_choice(v.Scalar(), options, where, key);
   };
   f.show = [get, options](const Recipe& r) {
     const E value = get(const_cast<Recipe&>(r));

@@ -27,29 +27,14 @@ auto positive_integer(long long hi) {
 template <class E>
 auto one_of(std::vector<std::pair<std::string, E>> options) {
   return [options](const std::string& text, const SourceLoc& where, const std::string& key) -> E {
-    std::vector<std::string> names;
-    for (const auto& [name, value] : options) {
-      if (text == name) return value;
-      names.push_back(name);
-    }
-    std::string msg = fmt::format("must be one of {} (got '{}')", join(names, "|"), text);
-    const std::string guess = closest_match(text, names);
-    if (!guess.empty()) msg += fmt::format("; did you mean '{}'?", guess);
-    throw InputError(where, key, msg);
+    return parse_choice(text, options, where, key);
   };
-}
-
-template <class E>
-std::string names_of(const std::vector<std::pair<std::string, E>>& options) {
-  std::vector<std::string> names;
-  for (const auto& o : options) names.push_back(o.first);
-  return join(names, "|");
 }
 
 // A list field over an enum, printed back by the enum's names.
 template <class E, class Get, class Name>
 Field enum_list(std::string key, Get get, std::vector<std::pair<std::string, E>> options, Name name, std::string doc) {
-  return list(key, names_of(options), get, one_of(options), name, std::move(doc));
+  return list(key, join(option_names(options), "|"), get, one_of(options), name, std::move(doc));
 }
 
 const char* bool_name(bool b) { return b ? "true" : "false"; }
