@@ -16,28 +16,6 @@ namespace llmlab {
 #if LLMLAB_HAVE_CUDA
 namespace {
 
-// One device allocation, freed with its owner.
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(std::size_t bytes) : p_(bytes ? device_alloc(bytes) : nullptr), bytes_(bytes) {}
-  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
-    std::swap(p_, o.p_);
-    std::swap(bytes_, o.bytes_);
-    return *this;
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { device_free(p_); }
-  void* get() const { return p_; }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  std::size_t bytes_ = 0;
-};
-
 std::vector<std::uint16_t> to_16bit(const std::vector<float>& x, cuda::Storage s) {
   std::vector<std::uint16_t> h(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) h[i] = s == cuda::Storage::bf16 ? float_to_bf16(x[i]) : float_to_fp16(x[i]);

@@ -23,30 +23,6 @@ namespace {
 
 constexpr double kFloor = 1e-3;  // absolute slack for errors both kernels keep tiny
 
-// Owns one device allocation.
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(std::size_t bytes) : p_(device_alloc(bytes)) {}
-  ~DeviceBuffer() {
-    try {
-      device_free(p_);
-    } catch (...) {  // a destructor must not throw; the test has already failed then
-    }
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& other) noexcept : p_(std::exchange(other.p_, nullptr)) {}
-  DeviceBuffer& operator=(DeviceBuffer&&) = delete;
-  void* get() const { return p_; }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(p_);
-  }
-
- private:
-  void* p_;
-};
-
 std::uint16_t to_bits(float x, cuda::Storage st) { return st == cuda::Storage::bf16 ? float_to_bf16(x) : float_to_fp16(x); }
 float from_bits(std::uint16_t h, cuda::Storage st) { return st == cuda::Storage::bf16 ? bf16_to_float(h) : fp16_to_float(h); }
 

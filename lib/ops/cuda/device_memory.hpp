@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace llmlab {
 
@@ -25,5 +26,37 @@ void copy_to_host(void* host_dst, const void* device_src, std::size_t bytes);
 void device_copy(void* dst, const void* src, std::size_t bytes);
 // out[i] += in[i] for i < n, fp32, one rounding per element (no contraction: only adds).
 void device_add(float* out, const float* in, std::int64_t n);
+
+// One device allocation, freed with its owner (a free that fails in the destructor is
+// swallowed: it can only follow an error already being reported).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t bytes) : p_(bytes ? device_alloc(bytes) : nullptr), bytes_(bytes) {}
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    try {
+      device_free(p_);
+    } catch (...) {
+    }
+  }
+  void* get() const { return p_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
 
 }  // namespace llmlab
