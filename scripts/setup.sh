@@ -20,6 +20,7 @@ packages=(
   libopenmpi-dev openmpi-bin   # CPU multi-process training and NCCL bootstrap
   libpcre2-dev          # tokenizer pre-tokenizer regexes (Unicode classes, lookahead)
   libxxhash-dev         # shard checksums
+  libboost-context-dev  # fibers for the CUDA emulator that runs the CUDA kernels' tests on CPUs
   libutf8proc-dev       # NFC normalization for tokenizers that ask for it (Qwen)
   zlib1g-dev            # reading .gz datasets
   python3               # CLI tests read --json output; benchmark scripts

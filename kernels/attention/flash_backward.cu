@@ -77,8 +77,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
   using T = typename Tr::T;
   constexpr int D = Tr::kHeadDim, kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kThreads = Tr::kThreads;
   constexpr int kQTiles = Tr::kQTiles, kDTiles = Tr::kDTiles, kDQTiles = Tr::kDQTiles;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  T* sK = reinterpret_cast<T*>(smem_raw);  // [kBlockN][D]
+  T* sK = reinterpret_cast<T*>(dynamic_smem());  // [kBlockN][D]
   T* sV = sK + kBlockN * D;                // [kBlockN][D]
   T* sQ = sV + kBlockN * D;                // [2][kBlockM][D]
   T* sdO = sQ + 2 * Tr::kTileElems;        // [2][kBlockM][D]
@@ -205,8 +204,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
         const int nj = 2 * ks + j / 2, e = 2 * (j % 2);
         pa[ks][j] = pack2<T>(s[nj][e], s[nj][e + 1]);
         da[ks][j] = pack2<T>(dp[nj][e], dp[nj][e + 1]);
-        const LdsmLane<kBlockM>& st = j / 2 ? st_lane1 : st_lane0;
-        *reinterpret_cast<std::uint32_t*>(sdS + st.at(key0 + 8 * (j % 2), 2 * ks) + 2 * t4) = da[ks][j];
+        const LdsmLane<kBlockM>& st_lane = j / 2 ? st_lane1 : st_lane0;
+        *reinterpret_cast<std::uint32_t*>(sdS + st_lane.at(key0 + 8 * (j % 2), 2 * ks) + 2 * t4) = da[ks][j];
       }
     }
     // dV += P^T dO and dK += dS^T Q; B from dO / Q ([query][d] = [k][n]) with .trans; registers
@@ -289,7 +288,8 @@ void launch_backward(const Params& p, cudaStream_t stream) {
   using T = typename Tr::T;
   constexpr int D = Tr::kHeadDim;
   const std::int64_t rows = p.tokens * p.heads;
-  backward_preprocess_kernel<T, D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(p);
+  auto preprocess = backward_preprocess_kernel<T, D>;
+  LLMLAB_LAUNCH(preprocess, static_cast<unsigned>((rows + 7) / 8), 256, 0, stream)(p);
   check_cuda(cudaGetLastError(), "flash backward preprocess kernel launch");
 
   if (p.docs > 0 && p.max_seqlen > 0) {
@@ -298,13 +298,14 @@ void launch_backward(const Params& p, cudaStream_t stream) {
                "cudaFuncSetAttribute (flash backward shared memory)");
     const dim3 grid(static_cast<unsigned>((p.max_seqlen + Tr::kBlockN - 1) / Tr::kBlockN),
                     static_cast<unsigned>(p.kv_heads), static_cast<unsigned>(p.docs));
-    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+    LLMLAB_LAUNCH(kernel, grid, Tr::kThreads, Tr::kSmemBytes, stream)(p);
     check_cuda(cudaGetLastError(), "flash backward kernel launch");
   }
 
   const std::int64_t n2 = rows * D / 2;
   const std::int64_t blocks = std::min<std::int64_t>((n2 + 255) / 256, 132 * 16);
-  backward_convert_dq_kernel<T><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p, n2);
+  auto convert = backward_convert_dq_kernel<T>;
+  LLMLAB_LAUNCH(convert, static_cast<unsigned>(blocks), 256, 0, stream)(p, n2);
   check_cuda(cudaGetLastError(), "flash backward dq conversion kernel launch");
 }
 

@@ -36,6 +36,7 @@
 
 #include "core/error.hpp"
 #include "kernels/attention/attention_cuda.hpp"
+#include "ops/cuda/kernel_launch.cuh"
 
 namespace llmlab::cuda::flash {
 
@@ -191,6 +192,21 @@ template <typename T>
 struct Mma;
 
 // C += A B for one 16x8x16 tile, fp32 accumulation.
+#ifdef LLMLAB_CUDA_EMULATION
+// The emulated build (tests/cuda_emulation) runs these instructions on the CPU emulator.
+template <>
+struct Mma<__nv_bfloat16> {
+  static void run(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
+    emu::mma_m16n8k16(emu::MmaType::bf16, c, a, b0, b1);
+  }
+};
+template <>
+struct Mma<__half> {
+  static void run(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
+    emu::mma_m16n8k16(emu::MmaType::fp16, c, a, b0, b1);
+  }
+};
+#else
 template <>
 struct Mma<__nv_bfloat16> {
   static __device__ __forceinline__ void run(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
@@ -211,6 +227,7 @@ struct Mma<__half> {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
 };
+#endif
 
 // Two floats as one 32-bit register of two 16-bit values, `lo` in the low half.
 template <typename T>
@@ -240,6 +257,27 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { re
 template <>
 __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
 
+// The block's dynamic shared memory (the launch's shared_bytes).
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+#ifdef LLMLAB_CUDA_EMULATION
+  return emu::dynamic_shared_memory();
+#else
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  return smem_raw;
+#endif
+}
+
+#ifdef LLMLAB_CUDA_EMULATION
+inline std::uint32_t smem_u32(const void* p) { return emu::shared_address(p); }
+inline void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t addr) { emu::ldmatrix_x4(r, addr, false); }
+inline void ldmatrix_x4_trans(std::uint32_t (&r)[4], std::uint32_t addr) { emu::ldmatrix_x4(r, addr, true); }
+inline void cp_async_16(std::uint32_t dst, const void* src, bool valid) { emu::cp_async_16(dst, src, valid); }
+inline void cp_async_commit() { emu::cp_async_commit(); }
+template <int N>
+void cp_async_wait() {
+  emu::cp_async_wait(N);
+}
+#else
 __device__ __forceinline__ std::uint32_t smem_u32(const void* p) {
   return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -266,6 +304,7 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+#endif
 
 // Swizzled [rows][kCols] tile of 16-bit elements: the 16-byte chunk c of row r is stored at
 // chunk c ^ f(r), so that the 8 row addresses of one ldmatrix matrix (8 consecutive rows, same

@@ -46,8 +46,7 @@ __global__ void __launch_bounds__(Tr::kThreads) forward_kernel(const Params p) {
   using T = typename Tr::T;
   constexpr int D = Tr::kHeadDim, kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kMTiles = Tr::kMTiles, kNTiles = Tr::kNTiles, kDTiles = Tr::kDTiles, kKSteps = Tr::kKSteps;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBlockM][D]
+  T* sQ = reinterpret_cast<T*>(dynamic_smem());  // [kBlockM][D]
   T* sK = sQ + kBlockM * D;                // [2][kBlockN][D]
   T* sV = sK + 2 * kBlockN * D;            // [2][kBlockN][D]
 
@@ -255,7 +254,7 @@ void launch_forward(const Params& p, cudaStream_t stream) {
              "cudaFuncSetAttribute (flash forward shared memory)");
   const dim3 grid(static_cast<unsigned>((p.max_seqlen + Tr::kBlockM - 1) / Tr::kBlockM),
                   static_cast<unsigned>(p.heads), static_cast<unsigned>(p.docs));
-  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+  LLMLAB_LAUNCH(kernel, grid, Tr::kThreads, Tr::kSmemBytes, stream)(p);
   check_cuda(cudaGetLastError(), "flash forward kernel launch");
 }
 

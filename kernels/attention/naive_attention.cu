@@ -173,7 +173,8 @@ void forward_impl(const AttentionShape& s, const AttentionTensors& t, T* saved, 
                 d.group * L * L, static_cast<int>(d.Hkv)},
                "cublasGemmStridedBatchedEx (naive S = Q K^T)");
     }
-    softmax_kernel<T><<<dim3(static_cast<unsigned>(L), static_cast<unsigned>(d.Hq)), 128, 0, stream>>>(
+    auto softmax = softmax_kernel<T>;
+    LLMLAB_LAUNCH(softmax, dim3(static_cast<unsigned>(L), static_cast<unsigned>(d.Hq)), 128, 0, stream)(
         probs, t.lse, d.T, static_cast<int>(start), len, s.causal);
     check_cuda(cudaGetLastError(), "naive softmax kernel launch");
     for (std::int64_t g = 0; g < d.group; ++g) {
@@ -229,7 +230,8 @@ void backward_impl(const AttentionShape& s, const AttentionTensors& t, const T* 
                 dout + start * d.ldq + g * d.D, dt, d.ldq, d.group * d.D, 0.0f, dp + g * L * L, CUDA_R_32F, L,
                 d.group * L * L, Hkv},
                "cublasGemmStridedBatchedEx (naive dP = dO V^T)");
-    softmax_backward_kernel<T><<<dim3(static_cast<unsigned>(L), static_cast<unsigned>(d.Hq)), 128, 0, stream>>>(
+    auto softmax_backward = softmax_backward_kernel<T>;
+    LLMLAB_LAUNCH(softmax_backward, dim3(static_cast<unsigned>(L), static_cast<unsigned>(d.Hq)), 128, 0, stream)(
         probs, dp, ds, out, dout, d.ldq, D, static_cast<int>(start), len);
     check_cuda(cudaGetLastError(), "naive softmax backward kernel launch");
     for (std::int64_t g = 0; g < d.group; ++g) {
@@ -256,9 +258,10 @@ void backward_impl(const AttentionShape& s, const AttentionTensors& t, const T* 
   }
   if (kv_elems > 0) {
     const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((kv_elems + 255) / 256, 4096));
-    to_storage_kernel<T><<<blocks, 256, 0, stream>>>(dk_acc, static_cast<T*>(t.dk), kv_elems);
+    auto to_storage = to_storage_kernel<T>;
+    LLMLAB_LAUNCH(to_storage, blocks, 256, 0, stream)(dk_acc, static_cast<T*>(t.dk), kv_elems);
     check_cuda(cudaGetLastError(), "naive dk conversion kernel launch");
-    to_storage_kernel<T><<<blocks, 256, 0, stream>>>(dv_acc, static_cast<T*>(t.dv), kv_elems);
+    LLMLAB_LAUNCH(to_storage, blocks, 256, 0, stream)(dv_acc, static_cast<T*>(t.dv), kv_elems);
     check_cuda(cudaGetLastError(), "naive dv conversion kernel launch");
   }
 }

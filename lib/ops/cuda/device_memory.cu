@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "ops/cuda/device_memory.hpp"
+#include "ops/cuda/kernel_launch.cuh"
 
 namespace llmlab {
 namespace {
@@ -66,7 +67,7 @@ void device_add(float* out, const float* in, std::int64_t n) {
   if (n <= 0) return;
   // 256 threads, at most 1024 blocks: a grid-stride loop covers any n; this is not a hot path.
   const std::int64_t blocks = std::min<std::int64_t>((n + 255) / 256, 1024);
-  add_kernel<<<static_cast<unsigned>(blocks), 256, 0, cudaStreamLegacy>>>(out, in, n);
+  LLMLAB_LAUNCH(add_kernel, static_cast<unsigned>(blocks), 256, 0, cudaStreamLegacy)(out, in, n);
   check(cudaGetLastError(), "device_add kernel launch");
   check(cudaStreamSynchronize(cudaStreamLegacy), "device_add");
 }
