@@ -229,8 +229,13 @@ TEST_CASE("flash kernels (emulated): every ldmatrix is free of shared-memory ban
     emu::reset_stats();
     cuda::flash_backward(s, t, ws.get(), nullptr);
     const emu::Stats backward = emu::stats();
-    INFO("D=" << D << ": forward " << forward.ldmatrix << " ldmatrix, " << forward.ldmatrix_conflicts
-              << " extra wavefronts; backward " << backward.ldmatrix << ", " << backward.ldmatrix_conflicts);
+    // The instruction mix the traits comments of flash_forward.cu / flash_backward.cu reason with.
+    MESSAGE("D=" << D << ": forward " << forward.mma << " mma, " << forward.ldmatrix << " ldmatrix.x4 ("
+                 << static_cast<double>(forward.ldmatrix) / static_cast<double>(forward.mma) << " a mma), "
+                 << forward.ldmatrix_conflicts << " extra wavefronts; backward " << backward.mma << " mma, "
+                 << backward.ldmatrix << " ldmatrix.x4 ("
+                 << static_cast<double>(backward.ldmatrix) / static_cast<double>(backward.mma) << " a mma), "
+                 << backward.ldmatrix_conflicts << " extra wavefronts");
     CHECK(forward.ldmatrix > 0);
     CHECK(forward.mma > 0);
     CHECK(backward.ldmatrix > 0);
