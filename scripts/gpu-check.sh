@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's one prepared GPU check (an H100/H200 with nvcc, about 8 minutes): builds with
 # CUDA, runs the CUDA unit tests (every kernel against the CPU reference), bench-attn's CUDA
-# sweep (recipes/bench/attention_h200.yaml, shortened) with head dims 128 and 64 and a varlen
-# run, PyTorch's scaled_dot_product_attention (flash and cuDNN backends) on the same shapes as
+# sweep (recipes/bench/attention_h200.yaml, shortened) with head dims 128 and 64, a varlen run
+# and the deterministic backward, PyTorch's scaled_dot_product_attention (flash and cuDNN backends) on the same shapes as
 # the anchor, and prints a short table last. Every step has a time limit and a log; a failing
 # step is reported and the rest still run, so one call gives all the evidence there is.
 # Writes OUT_DIR/{summary.txt, *.log, llmlab*.jsonl, torch.jsonl, attention-gpu.png}.
@@ -53,6 +53,10 @@ step bench-d64 80 "$bin/bench-attn" "$h200" head_dim=64 heads=32 seq_lens=1024,4
 step bench-varlen 60 "$bin/bench-attn" "$h200" seq_lens=4096,16384 layout=dense,varlen kv_heads=4 causal=true \
   mode=fwd,bwd repeats=10 warmup=2 --quiet --output "$out/llmlab-varlen.jsonl"
 
+# The deterministic backward (dq without atomics: more recompute) against the default one above.
+step bench-det 60 "$bin/bench-attn" "$h200" impl=flash seq_lens=4096,16384 mode=bwd deterministic=true \
+  repeats=10 warmup=2 --quiet --output "$out/llmlab-det.jsonl"
+
 step torch 200 python3 scripts/bench/torch_attention.py --device cuda --dtype bf16 --impls flash,cudnn \
   --seq-lens 512,1024,2048,4096,8192,16384 --head-dims 128 --heads 16 --tokens 16384 --causal false,true \
   --modes fwd,bwd,fwd_bwd --warmup 2 --repeats 10 --rotate-bytes 536870912
@@ -67,4 +71,5 @@ python3 scripts/plot-attn.py --out "$out/attention-gpu.png" "$out"/llmlab-*.json
 note "done in $(($(date +%s) - t0)) s"
 echo
 python3 scripts/bench/attn_summary.py "$out"/llmlab-d128.jsonl "$out"/llmlab-d64.jsonl "$out"/llmlab-varlen.jsonl \
+  "$out"/llmlab-det.jsonl \
   "$out/torch.jsonl" | tee -a "$summary"

@@ -44,11 +44,22 @@ struct AttentionTensors {
 // Whether the flash kernels are compiled for this shape (head_dim 64 or 128; any Hq/Hkv ratio).
 bool flash_supported(const AttentionShape& s);
 // Device scratch each call needs (bytes, 256-aligned sizes); the caller allocates it once.
+// The deterministic backward needs less (no fp32 dQ accumulator); the default size serves both.
 std::size_t flash_forward_workspace_bytes(const AttentionShape& s);
-std::size_t flash_backward_workspace_bytes(const AttentionShape& s);
+std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool deterministic = false);
 // Asynchronous on `stream` (a cudaStream_t; nullptr = the legacy default stream).
+// Backward modes. Default: the key-block kernel adds each query block's dQ contribution with
+// fp32 atomics, so dq's rounding depends on the order the CTAs run in and may differ in its last
+// bits from run to run (dk, dv are written once and do not). deterministic = true: guarantees
+// dq, dk and dv bitwise identical run to run for the same inputs and shape (same device and
+// build), and dk, dv bitwise equal to the default mode's. It costs recompute: dq comes from a
+// second pass, one CTA per query block summing dS K over the key blocks in a fixed order, which
+// recomputes S = Q K^T, P and dP = dO V^T; 7 matrix products per tile instead of 5, two exp2 per
+// score instead of one, K and V read once per query block; in exchange no atomics and no fp32
+// dQ workspace. Not timed yet (written without a GPU).
 void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream);
-void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream);
+void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,
+                    bool deterministic = false);
 
 // ---- naive (cuBLAS + softmax kernel) ----------------------------------------------------------
 // Forward materialises the probabilities of every (document, head), len x len each, in the

@@ -6,6 +6,10 @@
 // dS^T = P^T (dP^T - Drow), dK += dS^T Q, and dQ += dS K through shared memory and fp32
 // atomics; (3) dq = scale * dQ accumulator in the storage type. dK, dV are written once, so
 // they need no atomics; only dq's summation order depends on the schedule.
+// Deterministic mode (FlashAttention's deterministic backward): (2) skips dQ, and dQ is
+// recomputed by one CTA per query block looping over the key blocks in a fixed order
+// (flash_backward_dq.cu) instead of (3); dk, dv come from the same instructions as in the
+// atomic mode, so they are bitwise the same in both modes.
 #include <type_traits>
 
 #include "kernels/attention/flash_common.cuh"
@@ -14,8 +18,6 @@ namespace llmlab::cuda {
 namespace flash {
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
-
 // Tile sizes per head dim. kBlockN = 16 keys a warp; registers bound the query block: a thread
 // holds dK and dV (2 x D/2 floats), S^T and dP^T (2 x kBlockM/2 floats) (sm_90, CUDA 13):
 //   D = 128: 8 warps, 128 keys, 32 queries a step: 246 registers, no spills.
@@ -23,7 +25,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 // One CTA (8 warps) per SM. smem: K, V (2 x 128 x D), Q and dO double-buffered (4 x kBlockM x D),
 // dS^T (128 x kBlockM), lse and Drow: 105 KB (D = 128), 81 KB (D = 64). Not timed yet (written
 // without a GPU); FA2 uses 64 queries x 128 keys with 8 warps for D = 128. dQ's fp32 atomics
-// make dq's rounding depend on the schedule (FA2's default too); dk, dv are deterministic.
+// make dq's rounding depend on the schedule (FA2's default too); dk, dv are deterministic. The
+// deterministic mode drops them (kAtomicDq = false) and recomputes dQ in flash_backward_dq.cu.
 template <int kHeadDim_, int kBlockM_, typename Elem>
 struct BwdTraits {
   using T = Elem;
@@ -40,8 +43,9 @@ struct BwdTraits {
   static_assert(kDQTiles % 2 == 0 && kNWarps % (kBlockM / 16) == 0, "dQ split");
 };
 
-// Drow[h, t] = sum_d dO[t, h, d] O[t, h, d] (fp32) and dq_accum[t, h, :] = 0: one warp a row.
-template <typename T, int D>
+// Drow[h, t] = sum_d dO[t, h, d] O[t, h, d] (fp32) and (atomic dQ) dq_accum[t, h, :] = 0: one
+// warp a row.
+template <typename T, int D, bool kAtomicDq>
 __global__ void __launch_bounds__(256) backward_preprocess_kernel(const Params p) {
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * 8 + threadIdx.x / 32;  // t * Hq + h
   if (row >= p.tokens * p.heads) return;
@@ -55,7 +59,7 @@ __global__ void __launch_bounds__(256) backward_preprocess_kernel(const Params p
   for (int i = 0; i < D / 64; ++i) {
     const int c = i * 64 + lane * 2;
     sum += to_float(o[c]) * to_float(d_o[c]) + to_float(o[c + 1]) * to_float(d_o[c + 1]);
-    *reinterpret_cast<float2*>(p.dq_accum + off + c) = make_float2(0.0f, 0.0f);
+    if constexpr (kAtomicDq) *reinterpret_cast<float2*>(p.dq_accum + off + c) = make_float2(0.0f, 0.0f);
   }
 #pragma unroll
   for (int m = 16; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
@@ -72,7 +76,9 @@ __global__ void __launch_bounds__(256) backward_convert_dq_kernel(const Params p
   }
 }
 
-template <typename Tr, bool kCausal>
+// kAtomicDq: also dQ += dS K into dq_accum with fp32 atomics; without it (deterministic mode)
+// the kernel computes only dK and dV, the shared-memory layout and barriers unchanged.
+template <typename Tr, bool kCausal, bool kAtomicDq>
 __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params p) {
   using T = typename Tr::T;
   constexpr int D = Tr::kHeadDim, kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kThreads = Tr::kThreads;
@@ -204,8 +210,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
         const int nj = 2 * ks + j / 2, e = 2 * (j % 2);
         pa[ks][j] = pack2<T>(s[nj][e], s[nj][e + 1]);
         da[ks][j] = pack2<T>(dp[nj][e], dp[nj][e + 1]);
-        const LdsmLane<kBlockM>& st_lane = j / 2 ? st_lane1 : st_lane0;
-        *reinterpret_cast<std::uint32_t*>(sdS + st_lane.at(key0 + 8 * (j % 2), 2 * ks) + 2 * t4) = da[ks][j];
+        if constexpr (kAtomicDq) {
+          const LdsmLane<kBlockM>& st_lane = j / 2 ? st_lane1 : st_lane0;
+          *reinterpret_cast<std::uint32_t*>(sdS + st_lane.at(key0 + 8 * (j % 2), 2 * ks) + 2 * t4) = da[ks][j];
+        }
       }
     }
     // dV += P^T dO and dK += dS^T Q; B from dO / Q ([query][d] = [k][n]) with .trans; registers
@@ -228,7 +236,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
 
     // dQ[kBlockM][D] += dS K: warp w takes query rows 16 mq .. + 15 and columns d0 .. d0 + 8 kDQTiles.
     // A = dS from dS^T ([key][query] = [k][m]) with .trans; B from K ([key][d] = [k][n]) with .trans.
-    {
+    if constexpr (kAtomicDq) {
       float acc[kDQTiles][4];
 #pragma unroll
       for (int dn = 0; dn < kDQTiles; ++dn)
@@ -283,17 +291,19 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
   }
 }
 
-template <typename Tr, bool kCausal>
+// Atomic dQ: preprocess, key-block kernel with dQ atomics, conversion. Deterministic: preprocess
+// and the key-block kernel without dQ; the caller then runs backward_dq.
+template <typename Tr, bool kCausal, bool kAtomicDq>
 void launch_backward(const Params& p, cudaStream_t stream) {
   using T = typename Tr::T;
   constexpr int D = Tr::kHeadDim;
   const std::int64_t rows = p.tokens * p.heads;
-  auto preprocess = backward_preprocess_kernel<T, D>;
+  auto preprocess = backward_preprocess_kernel<T, D, kAtomicDq>;
   LLMLAB_LAUNCH(preprocess, static_cast<unsigned>((rows + 7) / 8), 256, 0, stream)(p);
   check_cuda(cudaGetLastError(), "flash backward preprocess kernel launch");
 
   if (p.docs > 0 && p.max_seqlen > 0) {
-    auto kernel = backward_kernel<Tr, kCausal>;
+    auto kernel = backward_kernel<Tr, kCausal, kAtomicDq>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
                "cudaFuncSetAttribute (flash backward shared memory)");
     const dim3 grid(static_cast<unsigned>((p.max_seqlen + Tr::kBlockN - 1) / Tr::kBlockN),
@@ -302,17 +312,22 @@ void launch_backward(const Params& p, cudaStream_t stream) {
     check_cuda(cudaGetLastError(), "flash backward kernel launch");
   }
 
-  const std::int64_t n2 = rows * D / 2;
-  const std::int64_t blocks = std::min<std::int64_t>((n2 + 255) / 256, 132 * 16);
-  auto convert = backward_convert_dq_kernel<T>;
-  LLMLAB_LAUNCH(convert, static_cast<unsigned>(blocks), 256, 0, stream)(p, n2);
-  check_cuda(cudaGetLastError(), "flash backward dq conversion kernel launch");
+  if constexpr (kAtomicDq) {
+    const std::int64_t n2 = rows * D / 2;
+    const std::int64_t blocks = std::min<std::int64_t>((n2 + 255) / 256, 132 * 16);
+    auto convert = backward_convert_dq_kernel<T>;
+    LLMLAB_LAUNCH(convert, static_cast<unsigned>(blocks), 256, 0, stream)(p, n2);
+    check_cuda(cudaGetLastError(), "flash backward dq conversion kernel launch");
+  }
 }
 
 template <typename T, int kHeadDim>
-void run_backward(const Params& p, bool causal, cudaStream_t stream) {
+void run_backward(const Params& p, bool causal, bool deterministic, cudaStream_t stream) {
   using Tr = std::conditional_t<kHeadDim == 64, BwdTraits<64, 64, T>, BwdTraits<128, 32, T>>;
-  LLMLAB_BOOL_SWITCH(causal, kCausal, [&] { launch_backward<Tr, kCausal>(p, stream); });
+  LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
+    LLMLAB_BOOL_SWITCH(deterministic, kDeterministic,
+                       [&] { launch_backward<Tr, kCausal, !kDeterministic>(p, stream); });
+  });
 }
 
 std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
@@ -320,13 +335,16 @@ std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
 }  // namespace
 }  // namespace flash
 
-std::size_t flash_backward_workspace_bytes(const AttentionShape& s) {
+// Workspace: Drow [Hq, T] fp32, then (atomic dQ only) the dQ accumulator [T, Hq, D] fp32.
+std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool deterministic) {
   const auto rows = static_cast<std::size_t>(s.tokens * s.heads);
-  return flash::align256(rows * static_cast<std::size_t>(s.head_dim) * sizeof(float)) +
-         flash::align256(rows * sizeof(float));
+  const std::size_t drow_bytes = flash::align256(rows * sizeof(float));
+  if (deterministic) return drow_bytes;
+  return drow_bytes + flash::align256(rows * static_cast<std::size_t>(s.head_dim) * sizeof(float));
 }
 
-void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream_ptr) {
+void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream_ptr,
+                    bool deterministic) {
   if (!flash_supported(s))
     throw Error("flash_backward: head_dim " + std::to_string(s.head_dim) + " is not compiled (64 or 128)");
   flash::check_call(s, t, "flash_backward");
@@ -337,15 +355,24 @@ void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* wo
                            "cudaMemsetAsync (flash backward dk padding)");
   flash::zero_outside_docs(t.dv, t.cu_seqlens_host, s.docs, s.tokens, s.kv_heads * s.head_dim, 2, stream,
                            "cudaMemsetAsync (flash backward dv padding)");
+  // The atomic mode's conversion writes every row of dq (padding from the zeroed accumulator);
+  // the deterministic dQ kernel writes only rows inside documents.
+  if (deterministic)
+    flash::zero_outside_docs(t.dq, t.cu_seqlens_host, s.docs, s.tokens, s.heads * s.head_dim, 2, stream,
+                             "cudaMemsetAsync (flash backward dq padding)");
   if (s.tokens == 0) return;
   flash::Params p = flash::make_params(s, t);
-  p.dq_accum = static_cast<float*>(workspace);
-  p.drow = reinterpret_cast<float*>(static_cast<char*>(workspace) +
-                                    flash::align256(static_cast<std::size_t>(s.tokens * s.heads * s.head_dim) *
-                                                    sizeof(float)));
+  p.drow = static_cast<float*>(workspace);
+  p.dq_accum = deterministic ? nullptr
+                             : reinterpret_cast<float*>(static_cast<char*>(workspace) +
+                                                        flash::align256(static_cast<std::size_t>(s.tokens * s.heads) *
+                                                                        sizeof(float)));
   LLMLAB_STORAGE_SWITCH(t.storage, [&] {
-    LLMLAB_HEADDIM_SWITCH(s.head_dim, [&] { flash::run_backward<elem_type, kHeadDim>(p, s.causal, stream); });
+    LLMLAB_HEADDIM_SWITCH(s.head_dim, [&] {
+      flash::run_backward<elem_type, kHeadDim>(p, s.causal, deterministic, stream);
+    });
   });
+  if (deterministic && s.docs > 0 && s.max_seqlen > 0) flash::backward_dq(p, t.storage, s.causal, stream);
 }
 
 }  // namespace llmlab::cuda

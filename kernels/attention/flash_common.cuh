@@ -1,7 +1,9 @@
 // Building blocks shared by the flash forward and backward kernels (sm_80+ instructions, used on
 // sm_90): the parameter struct, switch helpers that turn runtime flags into template booleans,
 // inline-PTX wrappers for mma.sync m16n8k16, ldmatrix and cp.async, the swizzled shared-memory
-// tile layout, and the host-side checks every launcher repeats.
+// tile layout, the host-side checks every launcher repeats, and the pieces the two query-block
+// kernels (forward, backward's deterministic dQ) share: the K/V double buffer, the warp-level
+// products S = Q K^T and O += P V, the causal / document-end mask.
 //
 // Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16", 16-bit A/B, fp32 C); in a warp
 // lane l has groupID g = l / 4 and thread-in-group t = l % 4:
@@ -39,6 +41,8 @@
 #include "ops/cuda/kernel_launch.cuh"
 
 namespace llmlab::cuda::flash {
+
+constexpr float kLog2e = 1.4426950408889634f;  // exp(x) = exp2(x * kLog2e)
 
 // ---- parameters ------------------------------------------------------------------------------
 
@@ -90,7 +94,7 @@ inline Params make_params(const AttentionShape& s, const AttentionTensors& t) {
   p.docs = static_cast<int>(s.docs);
   p.max_seqlen = static_cast<int>(s.max_seqlen);
   p.scale = s.scale;
-  p.scale_log2 = s.scale * 1.4426950408889634f;
+  p.scale_log2 = s.scale * kLog2e;
   return p;
 }
 
@@ -185,6 +189,18 @@ inline void check_call(const AttentionShape& s, const AttentionTensors& t, const
                           static_cast<const void*>(t.dk), static_cast<const void*>(t.dv)})
     if (reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0) throw Error(name + ": tensors must be 16-byte aligned");
 }
+
+// Grid of the query-block kernels (forward, backward's deterministic dQ): one CTA per (query
+// block of block_m rows, q head, document), x covering the longest document.
+inline dim3 query_block_grid(const Params& p, int block_m) {
+  return dim3(static_cast<unsigned>((p.max_seqlen + block_m - 1) / block_m), static_cast<unsigned>(p.heads),
+              static_cast<unsigned>(p.docs));
+}
+
+// Backward's deterministic dQ (flash_backward_dq.cu): dq = scale * sum over key blocks of dS K,
+// written once per element, from q, k, v, dout, lse and p.drow (backward's preprocess must have
+// run); rows outside every document are left to the caller. Needs p.docs > 0, p.max_seqlen > 0.
+void backward_dq(const Params& p, Storage storage, bool causal, cudaStream_t stream);
 
 // ---- device helpers --------------------------------------------------------------------------
 
@@ -369,6 +385,128 @@ __device__ __forceinline__ float quad_max(float x) {
 __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// ---- pieces of the query-block kernels (forward, and backward's deterministic dQ) -------------
+// Both run one CTA per (query block, q head, document), each warp owning kMTiles 16-row tiles of
+// the block's queries, and stream the document's key blocks through a K/V double buffer.
+
+// Key blocks of kBlockN that query rows [qb, qb + kBlockM) of a document of len tokens see: all
+// of them, or (causal) those starting at or before the block's last row. >= 1 when qb < len.
+template <int kBlockM, int kBlockN, bool kCausal>
+__device__ __forceinline__ int visible_key_blocks(int qb, int len) {
+  const int key_end = kCausal ? min(len, qb + kBlockM) : len;  // keys past it are masked for every row
+  return (key_end + kBlockN - 1) / kBlockN;
+}
+
+// Queues K and V rows [kb, kb + kBlockN) of a document (kg, vg: its row 0; rows past len are
+// zero-filled) into the [kBlockN][D] tiles sK, sV.
+template <int kBlockN, int D, int kThreads, typename T>
+__device__ __forceinline__ void load_kv_async(T* sK, T* sV, const T* kg, const T* vg, std::int64_t row_stride,
+                                              int kb, int len) {
+  load_tile_async<kBlockN, D, kThreads>(sK, kg + kb * row_stride, row_stride, len - kb);
+  load_tile_async<kBlockN, D, kThreads>(sV, vg + kb * row_stride, row_stride, len - kb);
+}
+
+// Start of key block j of n_blocks in a K/V double buffer (block j in buffer j % 2 of sK, sV,
+// each [2][kBlockN][D]; block 0 and everything before it committed by the caller): prefetches
+// block j + 1 into the other buffer, last read in block j - 1 (the caller ends every block with a
+// barrier), then waits for block j and what was committed with or before it, and makes it
+// visible to the whole CTA.
+template <int kBlockN, int D, int kThreads, typename T>
+__device__ __forceinline__ void begin_kv_block(T* sK, T* sV, const T* kg, const T* vg, std::int64_t row_stride,
+                                               int len, int j, int n_blocks) {
+  if (j + 1 < n_blocks) {
+    const int next = (j + 1) & 1;
+    load_kv_async<kBlockN, D, kThreads>(sK + next * kBlockN * D, sV + next * kBlockN * D, kg, vg, row_stride,
+                                        (j + 1) * kBlockN, len);
+    cp_async_commit();
+    cp_async_wait<1>();  // everything but the prefetch
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
+}
+
+// C = A B^T for one warp's kMTiles row tiles: A is [16 kMTiles][16 kKSteps], load_a(a, mi, ks)
+// gives its A fragments (from registers or shared memory); B^T is a swizzled [n][k] tile (K or V
+// as [key][d]) at bt_tile, bt_lane its B-operand lane pattern (header comment: row (l%8) +
+// 8(l/16), chunk (l/8)%2). ldmatrix registers 0,1 are n np*16 + 0..7, registers 2,3 np*16 + 8..15.
+template <typename T, int kKSteps, int kMTiles, int kNTiles, int kCols, typename LoadA>
+__device__ __forceinline__ void warp_mma_abt(float (&c)[kMTiles][kNTiles][4], const LoadA& load_a,
+                                             std::uint32_t bt_tile, const LdsmLane<kCols>& bt_lane) {
+#pragma unroll
+  for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+    for (int nj = 0; nj < kNTiles; ++nj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) c[mi][nj][e] = 0.0f;
+#pragma unroll
+  for (int ks = 0; ks < kKSteps; ++ks) {
+    std::uint32_t a[kMTiles][4];
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi) load_a(a[mi], mi, ks);
+#pragma unroll
+    for (int np = 0; np < kNTiles / 2; ++np) {
+      std::uint32_t b[4];
+      ldmatrix_x4(b, bt_tile + 2 * bt_lane.at(np * 16, 2 * ks));
+#pragma unroll
+      for (int mi = 0; mi < kMTiles; ++mi) {
+        Mma<T>::run(c[mi][2 * np], a[mi], b[0], b[1]);
+        Mma<T>::run(c[mi][2 * np + 1], a[mi], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// O += X B for one warp's kMTiles row tiles, X given as fp32 C fragments [16 kMTiles][8 kXTiles]
+// (forward's P, backward's dS) rounded to T as A fragments (C n-tiles 2ks, 2ks + 1 make k-step
+// ks); B is a swizzled [k][n] tile (V or K as [key][d]) at b_tile read with .trans, b_lane its
+// lane pattern (row (l%8) + 8((l/8)%2), chunk l/16); registers 0,1 are n dp*16 + 0..7, 2,3 + 8..15.
+template <typename T, int kMTiles, int kXTiles, int kOTiles, int kCols>
+__device__ __forceinline__ void warp_mma_cb(float (&o)[kMTiles][kOTiles][4], const float (&x)[kMTiles][kXTiles][4],
+                                            std::uint32_t b_tile, const LdsmLane<kCols>& b_lane) {
+#pragma unroll
+  for (int ks = 0; ks < kXTiles / 2; ++ks) {
+    std::uint32_t a[kMTiles][4];
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi) {
+      a[mi][0] = pack2<T>(x[mi][2 * ks][0], x[mi][2 * ks][1]);
+      a[mi][1] = pack2<T>(x[mi][2 * ks][2], x[mi][2 * ks][3]);
+      a[mi][2] = pack2<T>(x[mi][2 * ks + 1][0], x[mi][2 * ks + 1][1]);
+      a[mi][3] = pack2<T>(x[mi][2 * ks + 1][2], x[mi][2 * ks + 1][3]);
+    }
+#pragma unroll
+    for (int dp = 0; dp < kOTiles / 2; ++dp) {
+      std::uint32_t b[4];
+      ldmatrix_x4_trans(b, b_tile + 2 * b_lane.at(ks * 16, 2 * dp));
+#pragma unroll
+      for (int mi = 0; mi < kMTiles; ++mi) {
+        Mma<T>::run(o[mi][2 * dp], a[mi], b[0], b[1]);
+        Mma<T>::run(o[mi][2 * dp + 1], a[mi], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// Scores of keys past the document's end and (causal) after the query set to -inf, so that
+// exp2 makes them 0: s[mi][nj][e] is query row row0 + 16 mi + g + 8 (e / 2), key kb + 8 nj +
+// 2 t4 + e % 2 (both within the document). Blocks that need no mask skip the loop.
+template <bool kCausal, int kMTiles, int kNTiles>
+__device__ __forceinline__ void mask_scores(float (&s)[kMTiles][kNTiles][4], int row0, int kb, int len, int g,
+                                            int t4) {
+  constexpr int kBlockN = kNTiles * 8;
+  if (kb + kBlockN > len || (kCausal && kb + kBlockN - 1 > row0)) {
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+      for (int nj = 0; nj < kNTiles; ++nj)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int row = row0 + mi * 16 + g + 8 * (e / 2), key = kb + nj * 8 + 2 * t4 + e % 2;
+          if (key >= len || (kCausal && key > row)) s[mi][nj][e] = -INFINITY;
+        }
+  }
 }
 
 }  // namespace llmlab::cuda::flash

@@ -67,12 +67,10 @@ __global__ void __launch_bounds__(Tr::kThreads) forward_kernel(const Params p) {
                 kvh * p.kv_head_stride;
   const T* vg = static_cast<const T*>(p.v) + static_cast<std::int64_t>(start) * p.kv_row_stride +
                 kvh * p.kv_head_stride;
-  const int key_end = kCausal ? min(len, qb + kBlockM) : len;  // keys past it are masked for every row
-  const int n_blocks = (key_end + kBlockN - 1) / kBlockN;       // >= 1: qb < len
+  const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(qb, len);
 
   load_tile_async<kBlockM, D, Tr::kThreads>(sQ, qg, p.q_row_stride, len - qb);
-  load_tile_async<kBlockN, D, Tr::kThreads>(sK, kg, p.kv_row_stride, len);
-  load_tile_async<kBlockN, D, Tr::kThreads>(sV, vg, p.kv_row_stride, len);
+  load_kv_async<kBlockN, D, Tr::kThreads>(sK, sV, kg, vg, p.kv_row_stride, 0, len);
   cp_async_commit();
 
   float o[kMTiles][kDTiles][4];
@@ -100,18 +98,7 @@ __global__ void __launch_bounds__(Tr::kThreads) forward_kernel(const Params p) {
 
   for (int j = 0; j < n_blocks; ++j) {
     const int buf = j & 1, kb = j * kBlockN;
-    if (j + 1 < n_blocks) {  // prefetch block j + 1 into the other buffer (last read in block j - 1)
-      const int kb1 = kb + kBlockN;
-      load_tile_async<kBlockN, D, Tr::kThreads>(sK + (buf ^ 1) * kBlockN * D, kg + kb1 * p.kv_row_stride,
-                                                p.kv_row_stride, len - kb1);
-      load_tile_async<kBlockN, D, Tr::kThreads>(sV + (buf ^ 1) * kBlockN * D, vg + kb1 * p.kv_row_stride,
-                                                p.kv_row_stride, len - kb1);
-      cp_async_commit();
-      cp_async_wait<1>();  // everything but the prefetch: block j (and Q) have landed
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    begin_kv_block<kBlockN, D, Tr::kThreads>(sK, sV, kg, vg, p.kv_row_stride, len, j, n_blocks);  // and Q
     if constexpr (kQInRegs) {
       if (j == 0) {
 #pragma unroll
@@ -124,50 +111,21 @@ __global__ void __launch_bounds__(Tr::kThreads) forward_kernel(const Params p) {
     const bool warp_visible = !kCausal || kb <= qb + warp_row0 + Tr::kWarpRows - 1;
     if (warp_visible) {
       const std::uint32_t k_tile = sK_u32 + buf * kBlockN * D * 2, v_tile = sV_u32 + buf * kBlockN * D * 2;
-      // S = Q K^T; B from K: registers 0,1 are keys np*16 + 0..7, registers 2,3 keys np*16 + 8..15.
+      // S = Q K^T (s[mi][nj][e]: row warp_row0 + 16 mi + g + 8 (e / 2), key kb + 8 nj + 2 t4 + e % 2),
+      // keys past the document's end and (causal) after the query masked to -inf.
       float s[kMTiles][kNTiles][4];
+      warp_mma_abt<T, kKSteps>(
+          s,
+          [&](std::uint32_t(&qa)[4], int mi, int ks) {
+            if constexpr (kQInRegs) {
 #pragma unroll
-      for (int mi = 0; mi < kMTiles; ++mi)
-#pragma unroll
-        for (int nj = 0; nj < kNTiles; ++nj)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[mi][nj][e] = 0.0f;
-#pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
-        std::uint32_t qa[kMTiles][4];
-#pragma unroll
-        for (int mi = 0; mi < kMTiles; ++mi) {
-          if constexpr (kQInRegs) {
-#pragma unroll
-            for (int r = 0; r < 4; ++r) qa[mi][r] = qf[mi][ks][r];
-          } else {
-            load_q(qa[mi], mi, ks);
-          }
-        }
-#pragma unroll
-        for (int np = 0; np < kNTiles / 2; ++np) {
-          std::uint32_t b[4];
-          ldmatrix_x4(b, k_tile + 2 * k_lane.at(np * 16, 2 * ks));
-#pragma unroll
-          for (int mi = 0; mi < kMTiles; ++mi) {
-            Mma<T>::run(s[mi][2 * np], qa[mi], b[0], b[1]);
-            Mma<T>::run(s[mi][2 * np + 1], qa[mi], b[2], b[3]);
-          }
-        }
-      }
-      // Mask keys past the document's end and (causal) after the query: s[mi][nj][e] is row
-      // warp_row0 + 16 mi + g + 8 (e / 2), key kb + 8 nj + 2 t4 + e % 2.
-      if (kb + kBlockN > len || (kCausal && kb + kBlockN - 1 > qb + warp_row0)) {
-#pragma unroll
-        for (int mi = 0; mi < kMTiles; ++mi)
-#pragma unroll
-          for (int nj = 0; nj < kNTiles; ++nj)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int row = qb + warp_row0 + mi * 16 + g + 8 * (e / 2), key = kb + nj * 8 + 2 * t4 + e % 2;
-              if (key >= len || (kCausal && key > row)) s[mi][nj][e] = -INFINITY;
+              for (int r = 0; r < 4; ++r) qa[r] = qf[mi][ks][r];
+            } else {
+              load_q(qa, mi, ks);
             }
-      }
+          },
+          k_tile, k_lane);
+      mask_scores<kCausal>(s, qb + warp_row0, kb, len, g, t4);
       // Online softmax: new max over the quad (the 4 lanes sharing a row), rescale O and the sum.
 #pragma unroll
       for (int mi = 0; mi < kMTiles; ++mi)
@@ -197,29 +155,8 @@ __global__ void __launch_bounds__(Tr::kThreads) forward_kernel(const Params p) {
             o[mi][dn][2 * rh + 1] *= alpha;
           }
         }
-      // O += P V. P's A fragments come straight from S's C fragments (n-tiles 2ks, 2ks + 1).
-      // B from V with .trans: registers 0,1 are d dp*16 + 0..7, registers 2,3 d dp*16 + 8..15.
-#pragma unroll
-      for (int ks = 0; ks < kBlockN / 16; ++ks) {
-        std::uint32_t a[kMTiles][4];
-#pragma unroll
-        for (int mi = 0; mi < kMTiles; ++mi) {
-          a[mi][0] = pack2<T>(s[mi][2 * ks][0], s[mi][2 * ks][1]);
-          a[mi][1] = pack2<T>(s[mi][2 * ks][2], s[mi][2 * ks][3]);
-          a[mi][2] = pack2<T>(s[mi][2 * ks + 1][0], s[mi][2 * ks + 1][1]);
-          a[mi][3] = pack2<T>(s[mi][2 * ks + 1][2], s[mi][2 * ks + 1][3]);
-        }
-#pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-          std::uint32_t b[4];
-          ldmatrix_x4_trans(b, v_tile + 2 * v_lane.at(ks * 16, 2 * dp));
-#pragma unroll
-          for (int mi = 0; mi < kMTiles; ++mi) {
-            Mma<T>::run(o[mi][2 * dp], a[mi], b[0], b[1]);
-            Mma<T>::run(o[mi][2 * dp + 1], a[mi], b[2], b[3]);
-          }
-        }
-      }
+      // O += P V: P's A fragments come straight from S's C fragments, V is B with .trans.
+      warp_mma_cb<T>(o, s, v_tile, v_lane);
     }
     __syncthreads();  // every warp is done with buffer buf before block j + 2 is loaded into it
   }
@@ -252,9 +189,7 @@ void launch_forward(const Params& p, cudaStream_t stream) {
   auto kernel = forward_kernel<Tr, kCausal>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
              "cudaFuncSetAttribute (flash forward shared memory)");
-  const dim3 grid(static_cast<unsigned>((p.max_seqlen + Tr::kBlockM - 1) / Tr::kBlockM),
-                  static_cast<unsigned>(p.heads), static_cast<unsigned>(p.docs));
-  LLMLAB_LAUNCH(kernel, grid, Tr::kThreads, Tr::kSmemBytes, stream)(p);
+  LLMLAB_LAUNCH(kernel, query_block_grid(p, Tr::kBlockM), Tr::kThreads, Tr::kSmemBytes, stream)(p);
   check_cuda(cudaGetLastError(), "flash forward kernel launch");
 }
 

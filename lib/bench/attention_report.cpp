@@ -25,6 +25,7 @@ nlohmann::ordered_json attention_row_json(const AttentionRow& r) {
   j["causal"] = c.causal;
   j["layout"] = bench_layout_name(c.layout);
   j["mode"] = bench_mode_name(r.mode);
+  j["deterministic"] = r.deterministic;
   const bool measured = r.skipped.empty();
   auto number = [&](double x) { return measured ? nlohmann::ordered_json(x) : nlohmann::ordered_json(); };
   j["ms"] = number(r.ms);

@@ -55,9 +55,9 @@ AttentionShape attention_shape(const AttentionCase& c);
 
 // CPU: ops/cpu's flash or naive kernels in fp32, `threads` OpenMP threads (0 = all cores).
 std::unique_ptr<AttentionRunner> make_cpu_attention_runner(AttentionImpl impl, int threads);
-// CUDA: kernels/attention in bf16 or fp16. Throws Error when this build has no CUDA or no
-// device is present.
-std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype);
+// CUDA: kernels/attention in bf16 or fp16; `deterministic` picks flash's backward without
+// atomics. Throws Error when this build has no CUDA or no device is present.
+std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic);
 // "NVIDIA H200 (sm_90, 132 SMs)"; throws like make_cuda_attention_runner.
 std::string cuda_attention_device_name();
 

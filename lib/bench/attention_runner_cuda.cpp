@@ -39,7 +39,8 @@ std::vector<float> download_16bit(const DeviceBuffer& b, cuda::Storage s) {
 
 class CudaAttentionRunner final : public AttentionRunner {
  public:
-  CudaAttentionRunner(AttentionImpl impl, cuda::Storage storage) : impl_(impl), storage_(storage) {
+  CudaAttentionRunner(AttentionImpl impl, cuda::Storage storage, bool deterministic)
+      : impl_(impl), storage_(storage), deterministic_(deterministic) {
     if (cuda_device_count() == 0) throw Error("bench.device: cuda, but no CUDA device is visible to this process");
   }
 
@@ -72,7 +73,7 @@ class CudaAttentionRunner final : public AttentionRunner {
     dv_ = DeviceBuffer(kv_bytes);
     if (impl_ == AttentionImpl::flash) {
       forward_workspace_ = DeviceBuffer(cuda::flash_forward_workspace_bytes(shape_));
-      backward_workspace_ = DeviceBuffer(cuda::flash_backward_workspace_bytes(shape_));
+      backward_workspace_ = DeviceBuffer(cuda::flash_backward_workspace_bytes(shape_, deterministic_));
     } else {
       saved_ = DeviceBuffer(cuda::naive_saved_bytes(shape_, cu_host_.data()));
       backward_workspace_ = DeviceBuffer(cuda::naive_backward_workspace_bytes(shape_, cu_host_.data()));
@@ -85,7 +86,8 @@ class CudaAttentionRunner final : public AttentionRunner {
   }
 
   void backward() override {
-    if (impl_ == AttentionImpl::flash) cuda::flash_backward(shape_, tensors(0), backward_workspace_.get(), nullptr);
+    if (impl_ == AttentionImpl::flash)
+      cuda::flash_backward(shape_, tensors(0), backward_workspace_.get(), nullptr, deterministic_);
     else cuda::naive_backward(shape_, tensors(0), saved_.get(), backward_workspace_.get(), nullptr);
   }
 
@@ -132,6 +134,7 @@ class CudaAttentionRunner final : public AttentionRunner {
 
   AttentionImpl impl_;
   cuda::Storage storage_;
+  bool deterministic_;
   AttentionShape shape_;
   std::vector<std::int32_t> cu_host_;
   std::vector<Inputs> inputs_;
@@ -140,8 +143,9 @@ class CudaAttentionRunner final : public AttentionRunner {
 
 }  // namespace
 
-std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype) {
-  return std::make_unique<CudaAttentionRunner>(impl, dtype == BenchDtype::fp16 ? cuda::Storage::fp16 : cuda::Storage::bf16);
+std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic) {
+  return std::make_unique<CudaAttentionRunner>(
+      impl, dtype == BenchDtype::fp16 ? cuda::Storage::fp16 : cuda::Storage::bf16, deterministic);
 }
 
 std::string cuda_attention_device_name() {
@@ -151,7 +155,7 @@ std::string cuda_attention_device_name() {
 
 #else
 
-std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl, BenchDtype) {
+std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl, BenchDtype, bool) {
   throw Error("bench.device: cuda, but this build has no CUDA backend (nvcc was not found at configure time)");
 }
 

@@ -103,6 +103,7 @@ std::vector<AttentionRow> run_attention_sweep(const AttentionBenchSettings& s, c
         r.dtype = bench_dtype_name(dtype);
         r.shape = c;
         r.mode = mode;
+        r.deterministic = !(s.device == Device::cuda && impl == AttentionImpl::flash) || s.deterministic;
         return r;
       };
       // Probabilities and their gradient (fp32 scratch on the CPU) must fit.
@@ -119,7 +120,7 @@ std::vector<AttentionRow> run_attention_sweep(const AttentionBenchSettings& s, c
       }
       std::unique_ptr<AttentionRunner> runner = s.device == Device::cpu
                                                     ? make_cpu_attention_runner(impl, static_cast<int>(s.threads))
-                                                    : make_cuda_attention_runner(impl, dtype);
+                                                    : make_cuda_attention_runner(impl, dtype, s.deterministic);
       runner->load(c, inputs, input_copies(c, s.rotate_bytes, dtype));
       AttentionError fwd_err, bwd_err;
       if (reference) {

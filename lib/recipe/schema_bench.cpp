@@ -82,6 +82,9 @@ void add_bench_fields(std::vector<Field>& s) {
                     "(so timed runs do not find them in cache)"));
   s.push_back(bytes("bench.max_naive_bytes", AT(bench.max_naive_bytes),
                     "bench-attn: skip naive where its probabilities exceed this; 0 = half the device memory"));
+  s.push_back(boolean("bench.deterministic", AT(bench.deterministic),
+                      "bench-attn: cuda flash backward without atomics, bitwise reproducible (more recompute); "
+                      "cpu kernels always are"));
 }
 
 }  // namespace llmlab

@@ -37,6 +37,9 @@ struct AttentionBenchSettings {
   std::uint64_t seed = 0;
   std::uint64_t rotate_bytes = 256ull << 20;  // forward inputs rotate through copies this large in all
   std::uint64_t max_naive_bytes = 0;      // skip naive when its probabilities exceed this; 0 = half the device memory
+  // CUDA flash backward without atomics, bitwise reproducible (FlashAttention's
+  // deterministic=True); the CPU kernels and cuBLAS's naive baseline always are.
+  bool deterministic = false;
 };
 
 const char* bench_mode_name(BenchMode m);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A short table from bench-attn and torch_attention.py JSON lines: per shape and mode, each
-implementation's rate (GFLOP/s on the CPU, TFLOP/s on a GPU) side by side, then flash's ratio
+implementation's rate (GFLOP/s on the CPU, TFLOP/s on a GPU; "flash-det" is the CUDA flash kernel
+with its deterministic backward) side by side, then flash's ratio
 to the naive kernel and to each torch implementation, and (with --sgemm) to the machine's
 sgemm ceiling. Rows whose error broke bench-attn's rule are flagged.
 
@@ -32,10 +33,11 @@ def main():
     bad = []
     for r in rows:
         key = (r["head_dim"], r["heads"], "causal" if r["causal"] else "full", r["layout"], r["mode"], r["seq_len"])
-        table[key][r["impl"]] = None if r.get("skipped") or not r.get("ms") else r["tflops"] * scale
+        impl = r["impl"] + ("-det" if r["impl"] == "flash" and r.get("deterministic") and not cpu else "")
+        table[key][impl] = None if r.get("skipped") or not r.get("ms") else r["tflops"] * scale
         if not r.get("error_ok", True) and not r.get("skipped"):
-            bad.append(f"{r['impl']} {key}")
-    impls = sorted({r["impl"] for r in rows}, key=lambda i: (i.startswith("torch"), i != "flash", i))
+            bad.append(f"{impl} {key}")
+    impls = sorted({i for v in table.values() for i in v}, key=lambda i: (i.startswith("torch"), i != "flash", i))
     peers = [i for i in impls if i != "flash"]
     head = f"{'d':>4} {'h':>3} {'mask':<6} {'layout':<6} {'mode':<7} {'s':>6} " + " ".join(f"{i:>13}" for i in impls)
     head += "  " + " ".join(f"{'flash/' + i.replace('torch-', 't-'):>13}" for i in peers)

@@ -28,6 +28,7 @@ assert len(rows) == 2 * 2 * 2 * 2, len(rows)  # impls x lengths x masks x modes
 for r in rows:
     for key in ("impl", "device", "seq_len", "mode", "ms", "tflops", "max_abs_err", "memory_bytes", "error_ok"):
         assert key in r, key
+    assert r["deterministic"] is True, r  # the CPU kernels always are
     assert r["device"].startswith("cpu"), r
     assert r["ms"] > 0 and r["tflops"] > 0 and r["error_ok"], r
     assert r["max_abs_err"] < 1e-4, r

@@ -1,12 +1,15 @@
 // The CUDA attention kernels (flash and naive, forward and backward) against the CPU backend's
 // fp32 naive attention run on the same bf16/fp16-rounded inputs. FlashAttention's rule: flash's
 // max abs error is at most twice the naive kernel's (same storage precision) plus 1e-3, both are
-// finite, and tokens outside every document get exactly 0.
+// finite, and tokens outside every document get exactly 0. The deterministic flash backward
+// meets the same rule, its dk and dv are bitwise the default mode's, and a second run reproduces
+// its dq, dk, dv bit for bit.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -120,44 +123,91 @@ std::vector<float> download_f32(const DeviceBuffer& b, std::size_t n) {
   return x;
 }
 
-Result run_gpu(const Problem& p, bool flash) {
-  const auto& s = p.s;
-  const auto T = static_cast<std::size_t>(s.tokens);
-  const std::size_t nq = p.q.size(), nkv = p.k.size(), nlse = T * static_cast<std::size_t>(s.heads);
-  DeviceBuffer cu(p.cu.size() * 4);
-  copy_to_device(cu.get(), p.cu.data(), p.cu.size() * 4);
-  DeviceBuffer q = upload(p.q, p.storage), k = upload(p.k, p.storage), v = upload(p.v, p.storage);
-  DeviceBuffer dout = upload(p.dout, p.storage);
-  DeviceBuffer out = garbage(nq, 2), lse = garbage(nlse, 4);
-  DeviceBuffer dq = garbage(nq, 2), dk = garbage(nkv, 2), dv = garbage(nkv, 2);
+// A problem's inputs on the device and its outputs, filled with garbage until a kernel writes them.
+struct DeviceProblem {
+  const Problem& p;
+  std::size_t nq, nkv, nlse;
+  DeviceBuffer cu, q, k, v, dout, out, lse, dq, dk, dv;
   cuda::AttentionTensors t;
-  t.storage = p.storage;
-  t.cu_seqlens = cu.as<std::int32_t>();
-  t.cu_seqlens_host = p.cu.data();
-  t.q = q.get();
-  t.k = k.get();
-  t.v = v.get();
-  t.out = out.get();
-  t.lse = lse.as<float>();
-  t.dout = dout.get();
-  t.dq = dq.get();
-  t.dk = dk.get();
-  t.dv = dv.get();
-  if (flash) {
-    DeviceBuffer fwd_ws(std::max<std::size_t>(cuda::flash_forward_workspace_bytes(s), 1));
-    DeviceBuffer bwd_ws(std::max<std::size_t>(cuda::flash_backward_workspace_bytes(s), 1));
-    cuda::flash_forward(s, t, fwd_ws.get(), nullptr);
-    cuda::flash_backward(s, t, bwd_ws.get(), nullptr);
-    cuda::synchronize();
-  } else {
-    DeviceBuffer saved(std::max<std::size_t>(cuda::naive_saved_bytes(s, p.cu.data()), 1));
-    DeviceBuffer ws(std::max<std::size_t>(cuda::naive_backward_workspace_bytes(s, p.cu.data()), 1));
-    cuda::naive_forward(s, t, saved.get(), nullptr);
-    cuda::naive_backward(s, t, saved.get(), ws.get(), nullptr);
-    cuda::synchronize();
+
+  explicit DeviceProblem(const Problem& problem)
+      : p(problem),
+        nq(p.q.size()),
+        nkv(p.k.size()),
+        nlse(static_cast<std::size_t>(p.s.tokens * p.s.heads)),
+        cu(p.cu.size() * 4),
+        q(upload(p.q, p.storage)),
+        k(upload(p.k, p.storage)),
+        v(upload(p.v, p.storage)),
+        dout(upload(p.dout, p.storage)),
+        out(garbage(nq, 2)),
+        lse(garbage(nlse, 4)),
+        dq(garbage(nq, 2)),
+        dk(garbage(nkv, 2)),
+        dv(garbage(nkv, 2)) {
+    copy_to_device(cu.get(), p.cu.data(), p.cu.size() * 4);
+    t.storage = p.storage;
+    t.cu_seqlens = cu.as<std::int32_t>();
+    t.cu_seqlens_host = p.cu.data();
+    t.q = q.get();
+    t.k = k.get();
+    t.v = v.get();
+    t.out = out.get();
+    t.lse = lse.as<float>();
+    t.dout = dout.get();
+    t.dq = dq.get();
+    t.dk = dk.get();
+    t.dv = dv.get();
   }
-  return {download(out, nq, p.storage), download_f32(lse, nlse), download(dq, nq, p.storage),
-          download(dk, nkv, p.storage), download(dv, nkv, p.storage)};
+  // Gradients back to garbage, so that the next backward must write every element again.
+  void spoil_gradients() {
+    dq = garbage(nq, 2);
+    dk = garbage(nkv, 2);
+    dv = garbage(nkv, 2);
+    t.dq = dq.get();
+    t.dk = dk.get();
+    t.dv = dv.get();
+  }
+  Result download_all() const {
+    return {download(out, nq, p.storage), download_f32(lse, nlse), download(dq, nq, p.storage),
+            download(dk, nkv, p.storage), download(dv, nkv, p.storage)};
+  }
+};
+
+Result run_naive(const Problem& p) {
+  DeviceProblem d(p);
+  DeviceBuffer saved(std::max<std::size_t>(cuda::naive_saved_bytes(p.s, p.cu.data()), 1));
+  DeviceBuffer ws(std::max<std::size_t>(cuda::naive_backward_workspace_bytes(p.s, p.cu.data()), 1));
+  cuda::naive_forward(p.s, d.t, saved.get(), nullptr);
+  cuda::naive_backward(p.s, d.t, saved.get(), ws.get(), nullptr);
+  cuda::synchronize();
+  return d.download_all();
+}
+
+// One flash forward, then on its out and lse the backward in the default (atomic dQ) mode and
+// twice in the deterministic mode; each backward starts from garbage gradients.
+struct FlashRuns {
+  Result atomic, deterministic, deterministic_again;
+};
+
+FlashRuns run_flash(const Problem& p) {
+  DeviceProblem d(p);
+  DeviceBuffer fwd_ws(std::max<std::size_t>(cuda::flash_forward_workspace_bytes(p.s), 1));
+  cuda::flash_forward(p.s, d.t, fwd_ws.get(), nullptr);
+  FlashRuns r;
+  for (Result* result : {&r.atomic, &r.deterministic, &r.deterministic_again}) {
+    const bool deterministic = result != &r.atomic;
+    DeviceBuffer bwd_ws(std::max<std::size_t>(cuda::flash_backward_workspace_bytes(p.s, deterministic), 1));
+    d.spoil_gradients();
+    cuda::flash_backward(p.s, d.t, bwd_ws.get(), nullptr, deterministic);
+    cuda::synchronize();
+    *result = d.download_all();
+  }
+  return r;
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 std::string describe(const Problem& p) {
@@ -194,7 +244,8 @@ Errors compare(const std::vector<float>& got, const std::vector<float>& want, st
   return e;
 }
 
-void check_tensor(const char* name, const Problem& p, const std::vector<float>& flash,
+// `which` names the flash variant ("flash", "flash deterministic").
+void check_tensor(const char* name, const Problem& p, const char* which, const std::vector<float>& flash,
                   const std::vector<float>& naive, const std::vector<float>& ref, bool lse_layout) {
   const std::int64_t T = p.s.tokens, first = p.cu.front(), last = p.cu.back();
   const std::size_t width = ref.size() / static_cast<std::size_t>(T);  // elements per token row
@@ -203,23 +254,34 @@ void check_tensor(const char* name, const Problem& p, const std::vector<float>& 
                       : static_cast<std::int64_t>(i / width);
   };
   const Errors ef = compare(flash, ref, first, last, row_of), en = compare(naive, ref, first, last, row_of);
-  const std::string where = std::string(name) + " " + describe(p) + ": flash max abs error " +
+  const std::string where = std::string(name) + " " + describe(p) + ": " + which + " max abs error " +
                             std::to_string(ef.max_abs) + ", naive " + std::to_string(en.max_abs);
-  CHECK_MESSAGE(ef.finite, "flash " << where << " has a non-finite value");
+  CHECK_MESSAGE(ef.finite, which << " " << where << " has a non-finite value");
   CHECK_MESSAGE(en.finite, "naive " << where << " has a non-finite value");
-  CHECK_MESSAGE(ef.padding_zero, "flash " << where << ": padding tokens are not exactly 0");
+  CHECK_MESSAGE(ef.padding_zero, which << " " << where << ": padding tokens are not exactly 0");
   CHECK_MESSAGE(en.padding_zero, "naive " << where << ": padding tokens are not exactly 0");
   CHECK_MESSAGE(ef.max_abs <= 2 * en.max_abs + kFloor, where);
   MESSAGE(where);
 }
 
 void check_problem(const Problem& p) {
-  const Result ref = run_cpu(p), flash = run_gpu(p, true), naive = run_gpu(p, false);
-  check_tensor("out", p, flash.out, naive.out, ref.out, false);
-  check_tensor("lse", p, flash.lse, naive.lse, ref.lse, true);
-  check_tensor("dq", p, flash.dq, naive.dq, ref.dq, false);
-  check_tensor("dk", p, flash.dk, naive.dk, ref.dk, false);
-  check_tensor("dv", p, flash.dv, naive.dv, ref.dv, false);
+  const Result ref = run_cpu(p), naive = run_naive(p);
+  const FlashRuns flash = run_flash(p);
+  // out and lse come from the one forward both backward modes share.
+  check_tensor("out", p, "flash", flash.atomic.out, naive.out, ref.out, false);
+  check_tensor("lse", p, "flash", flash.atomic.lse, naive.lse, ref.lse, true);
+  for (const auto& [which, r] : {std::pair<const char*, const Result*>{"flash", &flash.atomic},
+                                 std::pair<const char*, const Result*>{"flash deterministic", &flash.deterministic}}) {
+    check_tensor("dq", p, which, r->dq, naive.dq, ref.dq, false);
+    check_tensor("dk", p, which, r->dk, naive.dk, ref.dk, false);
+    check_tensor("dv", p, which, r->dv, naive.dv, ref.dv, false);
+  }
+  const std::string what = describe(p);
+  CHECK_MESSAGE(bitwise_equal(flash.deterministic.dk, flash.atomic.dk), "deterministic dk != atomic dk: " << what);
+  CHECK_MESSAGE(bitwise_equal(flash.deterministic.dv, flash.atomic.dv), "deterministic dv != atomic dv: " << what);
+  CHECK_MESSAGE(bitwise_equal(flash.deterministic_again.dq, flash.deterministic.dq), "dq not reproduced: " << what);
+  CHECK_MESSAGE(bitwise_equal(flash.deterministic_again.dk, flash.deterministic.dk), "dk not reproduced: " << what);
+  CHECK_MESSAGE(bitwise_equal(flash.deterministic_again.dv, flash.deterministic.dv), "dv not reproduced: " << what);
 }
 
 // Documents of 1, 17, 0 (empty), 130 and 300 tokens (none a multiple of any block size), then
@@ -248,8 +310,9 @@ TEST_CASE("cuda attention: one long causal document spanning many blocks, GQA 2"
 TEST_CASE("cuda attention: no documents at all, every token padding") {
   Problem p = make_problem(cuda::Storage::bf16, {0}, 7, 2, 1, 64, true, 7);
   p.s.max_seqlen = 0;
-  const Result flash = run_gpu(p, true), naive = run_gpu(p, false);
-  for (const Result* r : {&flash, &naive})
+  const FlashRuns flash = run_flash(p);
+  const Result naive = run_naive(p);
+  for (const Result* r : {&flash.atomic, &flash.deterministic, &flash.deterministic_again, &naive})
     for (const std::vector<float>* x : {&r->out, &r->lse, &r->dq, &r->dk, &r->dv})
       CHECK(std::all_of(x->begin(), x->end(), [](float e) { return e == 0.0f; }));
 }
