@@ -52,6 +52,7 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
+#define __grid_constant__
 // Static __shared__ arrays: blocks run one at a time and their threads share one address space,
 // so a function-local static is exactly one array per block.
 #define __shared__ static
@@ -150,6 +151,16 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t cudaEventDestroy(cudaEvent_t event);
 
+enum cudaDriverEntryPointQueryResult {
+  cudaDriverEntryPointSuccess = 0,
+  cudaDriverEntryPointSymbolNotFound = 1,
+  cudaDriverEntryPointVersionNotSufficent = 2,
+};
+#define cudaEnableDefault 0x0
+// Knows "cuTensorMapEncodeTiled" (the emulator's, see cuda.h).
+cudaError_t cudaGetDriverEntryPointByVersion(const char* symbol, void** function, unsigned int cuda_version,
+                                             unsigned long long flags, cudaDriverEntryPointQueryResult* status);
+
 namespace llmlab::emu {
 
 // ---- what the emulator provides to the shims and the kernels' wrappers ----------------------
@@ -180,6 +191,62 @@ void cp_async_commit();
 void cp_async_wait(int pending_groups);
 unsigned char* dynamic_shared_memory();
 std::uint32_t shared_address(const void* p);
+
+// ---- sm_90 (Hopper): mbarrier, TMA, wgmma, named barriers -------------------------------------
+// Implemented in sm90.cpp from the PTX ISA's definitions. Shared addresses are those
+// shared_address() returns (offsets from the start of the launch's dynamic shared memory).
+
+// mbarrier objects (8 bytes, 8-byte aligned, in dynamic shared memory). A phase completes when its
+// pending arrival count reaches 0 and its transaction count is 0; the next phase then starts with
+// the count given at init. try_wait_parity(bar, p) is true once the phase of parity p has
+// completed, i.e. the current phase's parity differs from p (so a fresh barrier reports parity 1
+// as complete, which is how producers pass their first wait on an "empty" barrier).
+// A failing try_wait yields to the scheduler and does not count as progress (a spin loop on a
+// barrier that nothing will complete is reported as a deadlock).
+void mbarrier_init(std::uint32_t bar, std::uint32_t arrivals);
+void mbarrier_arrive(std::uint32_t bar);
+void mbarrier_arrive_expect_tx(std::uint32_t bar, std::uint32_t tx_bytes);  // expect_tx then arrive
+bool mbarrier_try_wait_parity(std::uint32_t bar, std::uint32_t parity);
+void fence_barrier_init();  // fence.mbarrier_init.release.cluster
+void fence_proxy_async();   // fence.proxy.async.shared::cta
+
+// TMA: cp.async.bulk.tensor.{1-5}d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// [dst], [tensor_map, {coords}], [bar]: copies the tensor map's box at coords (innermost first,
+// in elements; out-of-range elements are zero) into shared memory at dst in the map's swizzle
+// mode, then performs complete_tx(box bytes) on bar. The copy lands at random either when issued
+// or later (before the barrier's phase can complete), so reading the box before waiting on the
+// barrier sees stale shared memory.
+void tma_load(std::uint32_t dst, const void* tensor_map, const int* coords, int rank, std::uint32_t bar);
+void prefetch_tensormap(const void* tensor_map);
+
+// Named barriers (bar.sync / bar.arrive id, threads): threads is a multiple of 32; id 0 is the
+// barrier __syncthreads uses.
+void named_barrier_sync(int id, int threads);
+void named_barrier_arrive(int id, int threads);
+
+// setmaxnreg.{inc,dec}.sync.aligned.u32: checked (24..256, a multiple of 8, warpgroup-uniform), no
+// other effect.
+void setmaxnreg(int registers, bool increase);
+
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}: D (64 x N fp32, N/2 floats per thread in
+// the accumulator fragment layout) = A (64 x 16) * B (16 x N) + (scale_d ? D : 0).
+//   ss: A and B from shared memory through matrix descriptors (64-bit: start address >> 4 in bits
+//       0-13, leading byte offset >> 4 in 16-29, stride byte offset >> 4 in 32-45, base offset in
+//       49-51, swizzle in 62-63: 0 none, 1 128B, 2 64B, 3 32B); trans_a / trans_b are the
+//       imm-trans-a / imm-trans-b operands (0: K-major, 1: MN-major).
+//   rs: A from registers (the mma.m16n8k16 A fragment of the warp's 16 rows: warp w of the
+//       warpgroup holds rows 16w..16w+15), B through a descriptor.
+// Each warp's 16 rows are computed by that warp (a warp-collective here; the hardware requires the
+// whole warpgroup). Asynchronous as in the PTX memory model: the product is computed, and the
+// shared operands read, at random either at commit_group or at the wait_group that retires the
+// group; d must not be read before then (reading it early sees the old values).
+void wgmma_fence();
+void wgmma_commit_group();
+void wgmma_wait_group(int pending);
+void wgmma_ss(MmaType type, int n, float* d, std::uint64_t desc_a, std::uint64_t desc_b, bool scale_d,
+              bool trans_a, bool trans_b);
+void wgmma_rs(MmaType type, int n, float* d, const std::uint32_t (&a)[4], std::uint64_t desc_b, bool scale_d,
+              bool trans_b);
 
 // kernel<<<grid, block, shared, stream>>>(args...) as launch(kernel, grid, block, shared, stream)(args...).
 template <typename... Params>
