@@ -32,21 +32,30 @@ check "SFT records are prompt/completion pairs" \
   python3 -c 'import json,sys; o=json.loads(open(sys.argv[1]).readline()); sys.exit(0 if set(o)=={"prompt","completion"} and "#" in o["completion"] else 1)' "$tmp/sft.jsonl"
 "$bin/pack-data" "$rl" "${small[@]}" "data.inputs=[$tmp/sft.jsonl]" data.output="$tmp/packed" data.overflow=truncate --quiet >/dev/null ||
   { echo "FAIL: packing the SFT records"; exit 1; }
-"$bin/train" "$rl" "${small[@]}" "data.shards=[$tmp/packed]" train.steps=500 train.micro_batch_size=16 optim.lr=3e-3 \
+# Under sanitizers (LLMLAB_SANITIZED_BUILD, set by the asan test preset) the code paths are the
+# same but 10-40x slower: a short SFT and no learning comparison, which the optimised build checks.
+sanitized="${LLMLAB_SANITIZED_BUILD:-0}"
+sft_steps=500
+[ "$sanitized" = 1 ] && sft_steps=30
+"$bin/train" "$rl" "${small[@]}" "data.shards=[$tmp/packed]" train.steps=$sft_steps train.micro_batch_size=16 optim.lr=3e-3 \
   optim.schedule=cosine optim.warmup_steps=10 output.dir="$tmp/sft" output.save_every=0 --quiet >/dev/null ||
   { echo "FAIL: SFT training"; exit 1; }
-policy="$tmp/sft/checkpoints/step_00000500"
+policy="$tmp/sft/checkpoints/step_$(printf %08d $sft_steps)"
 
 # RL against the same policy frozen (optim.lr=0): the same problems and sampling seeds, so the
 # difference in reward is what the updates learned. Seen: 0.43 against 0.34 over iterations 21-40.
 rlrun=("$rl" "${small[@]}" data.train_batch_size=16 rollout.n=8 optim.lr=1e-4 optim.beta2=0.999 optim.warmup_steps=0
        algorithm.gradient_steps=1)
+if [ "$sanitized" = 1 ]; then
+  echo "SKIP-PART: sanitized build: the reward comparison with a frozen policy is checked by the optimised build"
+else
 run learn "${rlrun[@]}" train.steps=40 output.dir="$tmp/learn" output.checkpoints=false --init-from "$policy" --json
 run frozen "${rlrun[@]}" train.steps=40 optim.lr=0 output.dir="$tmp/frozen" output.checkpoints=false --init-from "$policy" --json
 check "the reward rises: iterations 21-40 beat the frozen policy on the same draws by 0.05" \
   python3 -c 'import sys; a=[float(x) for x in open(sys.argv[1])]; b=[float(x) for x in open(sys.argv[2])]
 print("learned %.3f frozen %.3f" % (sum(a[20:])/20, sum(b[20:])/20), file=sys.stderr)
 sys.exit(0 if len(a) == len(b) == 40 and sum(a[20:])/20 - sum(b[20:])/20 > 0.05 else 1)' <(field learn reward_mean) <(field frozen reward_mean)
+fi
 
 rlrun+=(train.steps=8)
 run a "${rlrun[@]}" output.dir="$tmp/a" --init-from "$policy" --json
@@ -83,7 +92,8 @@ check "the buffer is checkpointed: resumed partial rollouts repeat the uninterru
   -a "$(sed -n 3p <(field p1 buffered_groups))" != "0.0"
 
 # Data parallel: two ranks (ZeRO 0 and 2; 1 with partial rollouts) share the prompt groups and match one process: the
-# same rollouts (per-group seeds), losses within 1e-6 (sums in another order).
+# same rollouts (per-group seeds), losses within 1e-6 (sums in another order; relative to at least 1e-3, since
+# a loss near 0 is a difference of terms each of which carries rounding error).
 if command -v mpirun >/dev/null; then
   # shellcheck source=support/mpi.sh
   source "$(dirname "${BASH_SOURCE[0]}")/support/mpi.sh"
@@ -107,7 +117,7 @@ def its(path):
     return [o for o in map(json.loads, open(path)) if "iteration" in o]
 a, b = its(sys.argv[1]), its(sys.argv[2])
 ok = len(a) == len(b) == 4 and all(x["reward_mean"] == y["reward_mean"] and x["trained_tokens"] == y["trained_tokens"]
-                                   and abs(x["loss"] - y["loss"]) <= 1e-6 * abs(x["loss"]) for x, y in zip(a, b))
+                                   and abs(x["loss"] - y["loss"]) <= 1e-6 * max(abs(x["loss"]), 1e-3) for x, y in zip(a, b))
 sys.exit(0 if ok else 1)
 EOF
   done
