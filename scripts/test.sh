@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 jobs=$(nproc)
+# Both builds' tokenizer-parity tests share one npm install and the reference's cached ids.
+export LLMLAB_TOKENIZER_PARITY_DIR="$PWD/build/tokenizer-parity"
 cmake --preset ci >/dev/null
 cmake --build --preset ci -j "$jobs"
 ctest --preset ci -j "$jobs"

@@ -11,7 +11,9 @@ set -u
 bin="$1"
 src="$2"
 tools="$src/scripts/tokenizer-parity"
-work="$(cd "$bin/.." && pwd)/tokenizer-parity"
+# LLMLAB_TOKENIZER_PARITY_DIR (scripts/test.sh sets it) lets build trees share the npm install
+# and the cached reference ids; by default each build tree has its own.
+work="${LLMLAB_TOKENIZER_PARITY_DIR:-$(cd "$bin/.." && pwd)/tokenizer-parity}"
 NODE_PATH="$(bash "$tools/install.sh" "$work")"
 case $? in
   0) export NODE_PATH ;;
@@ -25,7 +27,16 @@ failures=0
 # compare NAME TOKENIZER STRINGS: our ids and the reference's, line by line.
 compare() {
   local name="$1" tokenizer="$2" strings="$3"
-  if ! node "$tools/reference_ids.js" "$tokenizer" "$strings" >"$tmp/ref" 2>"$tmp/ref.err"; then
+  # The reference's ids depend only on the tokenizer, the strings and the pinned packages: cached
+  # under their hash (the sanitizer build reuses the optimised build's; ours are always recomputed).
+  local key cached
+  key=$(cat "$tokenizer" "$strings" "$tools/package.json" "$tools/reference_ids.js" | sha256sum | cut -c1-32)
+  cached="$work/reference-ids/$key"
+  if [ -f "$cached" ]; then
+    cp "$cached" "$tmp/ref"
+  elif node "$tools/reference_ids.js" "$tokenizer" "$strings" >"$tmp/ref" 2>"$tmp/ref.err"; then
+    mkdir -p "$work/reference-ids" && cp "$tmp/ref" "$cached.tmp.$$" && mv "$cached.tmp.$$" "$cached"
+  else
     echo "FAIL: $name: reference_ids.js failed: $(head -c 400 "$tmp/ref.err")"
     failures=$((failures + 1))
     return
