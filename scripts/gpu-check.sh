@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's one prepared GPU check (an H100/H200 with nvcc, about 8 minutes): builds with
 # CUDA, runs the CUDA unit tests (every kernel against the CPU reference), bench-attn's CUDA
-# sweep (recipes/bench/attention_h200.yaml, shortened) with head dims 128 and 64, a varlen run
-# and the deterministic backward, PyTorch's scaled_dot_product_attention (flash and cuDNN backends) on the same shapes as
+# sweep (recipes/bench/attention_h200.yaml, shortened) with head dims 128 and 64 (the sm90
+# forward), a varlen run, the sm80-class forward and the deterministic backward, PyTorch's scaled_dot_product_attention (flash and cuDNN backends) on the same shapes as
 # the anchor, and prints a short table last. Every step has a time limit and a log; a failing
 # step is reported and the rest still run, so one call gives all the evidence there is.
 # Writes OUT_DIR/{summary.txt, *.log, llmlab*.jsonl, torch.jsonl, attention-gpu.png}.
@@ -33,7 +33,7 @@ scripts/setup.sh >"$out/setup.log" 2>&1 || note "setup.sh failed (no network?); 
 
 build=build/gpu
 step configure 120 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMLAB_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DLLMLAB_WERROR=OFF &&
+  -DCMAKE_CUDA_ARCHITECTURES=90a -DLLMLAB_WERROR=OFF &&
   step build 300 cmake --build "$build" -j "$(nproc)" --target bench-attn llmlab_cuda_tests
 if [ ! -x "$build/bin/bench-attn" ]; then
   tail -40 "$out/build.log" "$out/configure.log" 2>/dev/null
@@ -53,6 +53,10 @@ step bench-d64 80 "$bin/bench-attn" "$h200" head_dim=64 heads=32 seq_lens=1024,4
 step bench-varlen 60 "$bin/bench-attn" "$h200" seq_lens=4096,16384 layout=dense,varlen kv_heads=4 causal=true \
   mode=fwd,bwd repeats=10 warmup=2 --quiet --output "$out/llmlab-varlen.jsonl"
 
+# The sm80-class forward (milestone 1) beside the sm90 one the sweeps above ran (milestone 2).
+step bench-sm80 60 "$bin/bench-attn" "$h200" impl=flash seq_lens=1024,4096,16384 mode=fwd flash_kernel=sm80 \
+  repeats=10 warmup=2 --quiet --output "$out/llmlab-sm80.jsonl"
+
 # The deterministic backward (dq without atomics: more recompute) against the default one above.
 step bench-det 60 "$bin/bench-attn" "$h200" impl=flash seq_lens=4096,16384 mode=bwd deterministic=true \
   repeats=10 warmup=2 --quiet --output "$out/llmlab-det.jsonl"
@@ -71,5 +75,5 @@ python3 scripts/plot-attn.py --out "$out/attention-gpu.png" "$out"/llmlab-*.json
 note "done in $(($(date +%s) - t0)) s"
 echo
 python3 scripts/bench/attn_summary.py "$out"/llmlab-d128.jsonl "$out"/llmlab-d64.jsonl "$out"/llmlab-varlen.jsonl \
-  "$out"/llmlab-det.jsonl \
+  "$out"/llmlab-det.jsonl "$out"/llmlab-sm80.jsonl \
   "$out/torch.jsonl" | tee -a "$summary"

@@ -57,7 +57,15 @@ std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool determi
 // recomputes S = Q K^T, P and dP = dO V^T; 7 matrix products per tile instead of 5, two exp2 per
 // score instead of one, K and V read once per query block; in exchange no atomics and no fp32
 // dQ workspace. Not timed yet (written without a GPU).
-void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream);
+// Forward kernels: sm80 is the FlashAttention-2-class kernel (mma.sync, cp.async; any device of
+// compute capability 8.0+); sm90 the FlashAttention-3-style one (wgmma, TMA, warp specialisation;
+// compute capability 9.x only). Both write the same out and lse (the backward reads either);
+// automatic picks sm90 where the device has it.
+enum class FlashKernel { automatic, sm80, sm90 };
+FlashKernel resolve_flash_kernel(FlashKernel requested);  // automatic -> what runs on device 0
+const char* flash_kernel_name(FlashKernel kernel);       // "auto", "sm80", "sm90"
+void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,
+                   FlashKernel kernel = FlashKernel::automatic);
 void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,
                     bool deterministic = false);
 

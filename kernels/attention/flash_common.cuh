@@ -202,6 +202,11 @@ inline dim3 query_block_grid(const Params& p, int block_m) {
 // run); rows outside every document are left to the caller. Needs p.docs > 0, p.max_seqlen > 0.
 void backward_dq(const Params& p, Storage storage, bool causal, cudaStream_t stream);
 
+// The Hopper forward (flash_forward_sm90.cu): same outputs as the sm_80-class forward, on
+// wgmma, TMA and warp specialisation; needs a device of compute capability 9.x, p.docs > 0 and
+// p.max_seqlen > 0.
+void forward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream);
+
 // ---- device helpers --------------------------------------------------------------------------
 
 template <typename T>

@@ -206,7 +206,37 @@ bool flash_supported(const AttentionShape& s) { return s.head_dim == 64 || s.hea
 
 std::size_t flash_forward_workspace_bytes(const AttentionShape& /*s*/) { return 0; }
 
-void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* /*workspace*/, void* stream_ptr) {
+FlashKernel resolve_flash_kernel(FlashKernel requested) {
+  static const int major = [] {
+    cudaDeviceProp prop{};
+    flash::check_cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+    return prop.major;
+  }();
+#if defined(LLMLAB_HAVE_SM90A) || defined(LLMLAB_CUDA_EMULATION)
+  constexpr bool compiled = true;
+#else
+  constexpr bool compiled = false;  // built without sm_90a in CMAKE_CUDA_ARCHITECTURES
+#endif
+  if (requested == FlashKernel::automatic) return compiled && major == 9 ? FlashKernel::sm90 : FlashKernel::sm80;
+  if (requested == FlashKernel::sm90 && (!compiled || major != 9))
+    throw Error(compiled ? "flash_forward: the sm90 kernel needs a device of compute capability 9.x (this one is " +
+                               std::to_string(major) + ".x)"
+                         : std::string("flash_forward: the sm90 kernel is not compiled (CMAKE_CUDA_ARCHITECTURES has "
+                                       "no 90a)"));
+  return requested;
+}
+
+const char* flash_kernel_name(FlashKernel kernel) {
+  switch (kernel) {
+    case FlashKernel::automatic: return "auto";
+    case FlashKernel::sm80: return "sm80";
+    case FlashKernel::sm90: return "sm90";
+  }
+  return "?";
+}
+
+void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* /*workspace*/, void* stream_ptr,
+                   FlashKernel kernel) {
   if (!flash_supported(s))
     throw Error("flash_forward: head_dim " + std::to_string(s.head_dim) + " is not compiled (64 or 128)");
   flash::check_call(s, t, "flash_forward");
@@ -218,6 +248,7 @@ void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* /*w
   flash::zero_lse_outside_docs(t.lse, t.cu_seqlens_host, s.docs, s.tokens, s.heads, stream);
   if (s.docs == 0 || s.max_seqlen == 0 || s.tokens == 0) return;
   const flash::Params p = flash::make_params(s, t);
+  if (resolve_flash_kernel(kernel) == FlashKernel::sm90) return flash::forward_sm90(p, t.storage, s.causal, stream);
   LLMLAB_STORAGE_SWITCH(t.storage, [&] {
     LLMLAB_HEADDIM_SWITCH(s.head_dim, [&] { flash::run_forward<elem_type, kHeadDim>(p, s.causal, stream); });
   });

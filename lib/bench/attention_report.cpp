@@ -26,6 +26,7 @@ nlohmann::ordered_json attention_row_json(const AttentionRow& r) {
   j["layout"] = bench_layout_name(c.layout);
   j["mode"] = bench_mode_name(r.mode);
   j["deterministic"] = r.deterministic;
+  j["kernel"] = r.kernel.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(r.kernel);
   const bool measured = r.skipped.empty();
   auto number = [&](double x) { return measured ? nlohmann::ordered_json(x) : nlohmann::ordered_json(); };
   j["ms"] = number(r.ms);

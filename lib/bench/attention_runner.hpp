@@ -34,6 +34,8 @@ class AttentionRunner {
   // Bytes the implementation holds during a pass of `mode`: inputs, outputs, saved tensors
   // (lse, or the naive kernel's probabilities) and workspace, one input copy counted.
   virtual std::uint64_t memory_bytes(BenchMode mode) const = 0;
+  // Which kernel variant runs, where an implementation has several ("sm90"); "" otherwise.
+  virtual std::string kernel() const { return ""; }
 
  protected:
   // Allocates the case's buffers and stores the input copies.
@@ -56,8 +58,10 @@ AttentionShape attention_shape(const AttentionCase& c);
 // CPU: ops/cpu's flash or naive kernels in fp32, `threads` OpenMP threads (0 = all cores).
 std::unique_ptr<AttentionRunner> make_cpu_attention_runner(AttentionImpl impl, int threads);
 // CUDA: kernels/attention in bf16 or fp16; `deterministic` picks flash's backward without
-// atomics. Throws Error when this build has no CUDA or no device is present.
-std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic);
+// atomics, `flash_kernel` its forward kernel. Throws Error when this build has no CUDA or no
+// device is present, InputError (bench.flash_kernel) for sm90 where it cannot run.
+std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic,
+                                                            BenchFlashKernel flash_kernel = BenchFlashKernel::automatic);
 // "NVIDIA H200 (sm_90, 132 SMs)"; throws like make_cuda_attention_runner.
 std::string cuda_attention_device_name();
 

@@ -39,9 +39,18 @@ std::vector<float> download_16bit(const DeviceBuffer& b, cuda::Storage s) {
 
 class CudaAttentionRunner final : public AttentionRunner {
  public:
-  CudaAttentionRunner(AttentionImpl impl, cuda::Storage storage, bool deterministic)
+  CudaAttentionRunner(AttentionImpl impl, cuda::Storage storage, bool deterministic, cuda::FlashKernel kernel)
       : impl_(impl), storage_(storage), deterministic_(deterministic) {
     if (cuda_device_count() == 0) throw Error("bench.device: cuda, but no CUDA device is visible to this process");
+    try {
+      kernel_ = cuda::resolve_flash_kernel(kernel);
+    } catch (const Error& e) {
+      throw InputError(SourceLoc{}, "bench.flash_kernel", e.what());
+    }
+  }
+
+  std::string kernel() const override {
+    return impl_ == AttentionImpl::flash ? cuda::flash_kernel_name(kernel_) : "";
   }
 
   std::uint64_t memory_bytes(BenchMode mode) const override {
@@ -81,7 +90,8 @@ class CudaAttentionRunner final : public AttentionRunner {
   }
 
   void forward(int copy) override {
-    if (impl_ == AttentionImpl::flash) cuda::flash_forward(shape_, tensors(copy), forward_workspace_.get(), nullptr);
+    if (impl_ == AttentionImpl::flash)
+      cuda::flash_forward(shape_, tensors(copy), forward_workspace_.get(), nullptr, kernel_);
     else cuda::naive_forward(shape_, tensors(copy), saved_.get(), nullptr);
   }
 
@@ -135,6 +145,7 @@ class CudaAttentionRunner final : public AttentionRunner {
   AttentionImpl impl_;
   cuda::Storage storage_;
   bool deterministic_;
+  cuda::FlashKernel kernel_ = cuda::FlashKernel::sm80;  // resolved: the forward kernel that runs
   AttentionShape shape_;
   std::vector<std::int32_t> cu_host_;
   std::vector<Inputs> inputs_;
@@ -143,9 +154,13 @@ class CudaAttentionRunner final : public AttentionRunner {
 
 }  // namespace
 
-std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic) {
+std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic,
+                                                            BenchFlashKernel flash_kernel) {
+  const cuda::FlashKernel kernel = flash_kernel == BenchFlashKernel::sm80   ? cuda::FlashKernel::sm80
+                                   : flash_kernel == BenchFlashKernel::sm90 ? cuda::FlashKernel::sm90
+                                                                            : cuda::FlashKernel::automatic;
   return std::make_unique<CudaAttentionRunner>(
-      impl, dtype == BenchDtype::fp16 ? cuda::Storage::fp16 : cuda::Storage::bf16, deterministic);
+      impl, dtype == BenchDtype::fp16 ? cuda::Storage::fp16 : cuda::Storage::bf16, deterministic, kernel);
 }
 
 std::string cuda_attention_device_name() {
@@ -155,7 +170,7 @@ std::string cuda_attention_device_name() {
 
 #else
 
-std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl, BenchDtype, bool) {
+std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl, BenchDtype, bool, BenchFlashKernel) {
   throw Error("bench.device: cuda, but this build has no CUDA backend (nvcc was not found at configure time)");
 }
 

@@ -120,7 +120,8 @@ std::vector<AttentionRow> run_attention_sweep(const AttentionBenchSettings& s, c
       }
       std::unique_ptr<AttentionRunner> runner = s.device == Device::cpu
                                                     ? make_cpu_attention_runner(impl, static_cast<int>(s.threads))
-                                                    : make_cuda_attention_runner(impl, dtype, s.deterministic);
+                                                    : make_cuda_attention_runner(impl, dtype, s.deterministic,
+                                                                                 s.flash_kernel);
       runner->load(c, inputs, input_copies(c, s.rotate_bytes, dtype));
       AttentionError fwd_err, bwd_err;
       if (reference) {
@@ -130,6 +131,7 @@ std::vector<AttentionRow> run_attention_sweep(const AttentionBenchSettings& s, c
       }
       for (BenchMode mode : s.modes) {
         AttentionRow r = row_template(mode);
+        r.kernel = runner->kernel();
         const std::vector<double> seconds = runner->time(mode, static_cast<int>(s.warmup), static_cast<int>(s.repeats));
         r.ms = median(seconds) * 1e3;
         r.ms_min = *std::min_element(seconds.begin(), seconds.end()) * 1e3;

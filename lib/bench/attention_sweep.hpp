@@ -18,6 +18,7 @@ struct AttentionRow {
   AttentionCase shape;
   BenchMode mode = BenchMode::fwd;
   bool deterministic = true;      // bitwise reproducible results (only CUDA flash with atomics is not)
+  std::string kernel;             // the kernel variant where an implementation has several ("sm90")
   std::string skipped;            // why it was not measured ("" = measured)
   double ms = 0, ms_min = 0, ms_max = 0;  // median, fastest, slowest of the repeats
   int repeats = 0;

@@ -85,6 +85,11 @@ void add_bench_fields(std::vector<Field>& s) {
   s.push_back(boolean("bench.deterministic", AT(bench.deterministic),
                       "bench-attn: cuda flash backward without atomics, bitwise reproducible (more recompute); "
                       "cpu kernels always are"));
+  s.push_back(choice<BenchFlashKernel>(
+      "bench.flash_kernel", AT(bench.flash_kernel),
+      {{"auto", BenchFlashKernel::automatic}, {"sm80", BenchFlashKernel::sm80}, {"sm90", BenchFlashKernel::sm90}},
+      "bench-attn: cuda flash forward kernel: sm80 (mma.sync, cp.async), sm90 (wgmma, TMA, warp "
+      "specialisation; Hopper only); auto = sm90 where the device has it"));
 }
 
 }  // namespace llmlab

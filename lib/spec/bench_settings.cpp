@@ -24,4 +24,13 @@ const char* bench_dtype_name(BenchDtype d) {
   return "?";
 }
 
+const char* bench_flash_kernel_name(BenchFlashKernel k) {
+  switch (k) {
+    case BenchFlashKernel::automatic: return "auto";
+    case BenchFlashKernel::sm80: return "sm80";
+    case BenchFlashKernel::sm90: return "sm90";
+  }
+  return "?";
+}
+
 }  // namespace llmlab

@@ -14,6 +14,9 @@ namespace llmlab {
 enum class BenchMode { fwd, bwd, fwd_bwd };  // forward, backward alone, forward + backward
 enum class BenchLayout { dense, varlen };     // one document per row, or packed documents
 enum class BenchDtype { automatic, fp32, bf16, fp16 };  // automatic: fp32 on cpu, bf16 on cuda
+// CUDA flash forward kernel: sm80 (mma.sync, cp.async), sm90 (wgmma, TMA, warp specialisation;
+// Hopper only); automatic = sm90 where the device has it.
+enum class BenchFlashKernel { automatic, sm80, sm90 };
 
 struct AttentionBenchSettings {
   Device device = Device::cpu;
@@ -40,10 +43,12 @@ struct AttentionBenchSettings {
   // CUDA flash backward without atomics, bitwise reproducible (FlashAttention's
   // deterministic=True); the CPU kernels and cuBLAS's naive baseline always are.
   bool deterministic = false;
+  BenchFlashKernel flash_kernel = BenchFlashKernel::automatic;
 };
 
 const char* bench_mode_name(BenchMode m);
 const char* bench_layout_name(BenchLayout l);
 const char* bench_dtype_name(BenchDtype d);
+const char* bench_flash_kernel_name(BenchFlashKernel k);
 
 }  // namespace llmlab

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A short table from bench-attn and torch_attention.py JSON lines: per shape and mode, each
-implementation's rate (GFLOP/s on the CPU, TFLOP/s on a GPU; "flash-det" is the CUDA flash kernel
-with its deterministic backward) side by side, then flash's ratio
+implementation's rate (GFLOP/s on the CPU, TFLOP/s on a GPU; "flash" is the CUDA flash kernel
+bench-attn picked (sm90 forward on Hopper), "flash-sm80" its FlashAttention-2-class forward,
+"flash-det" the deterministic backward) side by side, then flash's ratio
 to the naive kernel and to each torch implementation, and (with --sgemm) to the machine's
 sgemm ceiling. Rows whose error broke bench-attn's rule are flagged.
 
@@ -33,7 +34,8 @@ def main():
     bad = []
     for r in rows:
         key = (r["head_dim"], r["heads"], "causal" if r["causal"] else "full", r["layout"], r["mode"], r["seq_len"])
-        impl = r["impl"] + ("-det" if r["impl"] == "flash" and r.get("deterministic") and not cpu else "")
+        impl = r["impl"] + ("-sm80" if r.get("kernel") == "sm80" else "")
+        impl += "-det" if r["impl"] == "flash" and r.get("deterministic") and not cpu else ""
         table[key][impl] = None if r.get("skipped") or not r.get("ms") else r["tflops"] * scale
         if not r.get("error_ok", True) and not r.get("skipped"):
             bad.append(f"{impl} {key}")

@@ -3,7 +3,8 @@
 // max abs error is at most twice the naive kernel's (same storage precision) plus 1e-3, both are
 // finite, and tokens outside every document get exactly 0. The deterministic flash backward
 // meets the same rule, its dk and dv are bitwise the default mode's, and a second run reproduces
-// its dq, dk, dv bit for bit.
+// its dq, dk, dv bit for bit. Both forward kernels (sm80, and sm90 where the device has it) are
+// checked, and the backward on each one's out and lse.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -184,24 +185,42 @@ Result run_naive(const Problem& p) {
   return d.download_all();
 }
 
-// One flash forward, then on its out and lse the backward in the default (atomic dQ) mode and
-// twice in the deterministic mode; each backward starts from garbage gradients.
+// The sm90 forward kernel runs where the device has it (a Hopper GPU, or the emulator).
+bool have_sm90() { return cuda::resolve_flash_kernel(cuda::FlashKernel::automatic) == cuda::FlashKernel::sm90; }
+
+// One flash forward by the sm80 kernel, then on its out and lse the backward in the default
+// (atomic dQ) mode and twice in the deterministic mode; each backward starts from garbage
+// gradients. Where the sm90 forward exists: it too, from garbage out and lse, and the default
+// backward on its out and lse.
 struct FlashRuns {
   Result atomic, deterministic, deterministic_again;
+  bool has_sm90 = false;
+  Result sm90;
 };
 
 FlashRuns run_flash(const Problem& p) {
   DeviceProblem d(p);
   DeviceBuffer fwd_ws(std::max<std::size_t>(cuda::flash_forward_workspace_bytes(p.s), 1));
-  cuda::flash_forward(p.s, d.t, fwd_ws.get(), nullptr);
+  cuda::flash_forward(p.s, d.t, fwd_ws.get(), nullptr, cuda::FlashKernel::sm80);
   FlashRuns r;
-  for (Result* result : {&r.atomic, &r.deterministic, &r.deterministic_again}) {
-    const bool deterministic = result != &r.atomic;
+  auto backward = [&](Result& result, bool deterministic) {
     DeviceBuffer bwd_ws(std::max<std::size_t>(cuda::flash_backward_workspace_bytes(p.s, deterministic), 1));
     d.spoil_gradients();
     cuda::flash_backward(p.s, d.t, bwd_ws.get(), nullptr, deterministic);
     cuda::synchronize();
-    *result = d.download_all();
+    result = d.download_all();
+  };
+  for (Result* result : {&r.atomic, &r.deterministic, &r.deterministic_again}) backward(*result, result != &r.atomic);
+  r.has_sm90 = have_sm90();
+  if (r.has_sm90) {
+    DeviceProblem d90(p);  // fresh garbage in out and lse
+    cuda::flash_forward(p.s, d90.t, fwd_ws.get(), nullptr, cuda::FlashKernel::sm90);
+    d.t.out = d90.t.out;
+    d.t.lse = d90.t.lse;
+    backward(r.sm90, false);
+    const Result forward = d90.download_all();
+    r.sm90.out = forward.out;
+    r.sm90.lse = forward.lse;
   }
   return r;
 }
@@ -270,6 +289,15 @@ void check_problem(const Problem& p) {
   // out and lse come from the one forward both backward modes share.
   check_tensor("out", p, "flash", flash.atomic.out, naive.out, ref.out, false);
   check_tensor("lse", p, "flash", flash.atomic.lse, naive.lse, ref.lse, true);
+  if (flash.has_sm90) {
+    check_tensor("out", p, "flash sm90", flash.sm90.out, naive.out, ref.out, false);
+    check_tensor("lse", p, "flash sm90", flash.sm90.lse, naive.lse, ref.lse, true);
+    check_tensor("dq", p, "flash (sm90 forward)", flash.sm90.dq, naive.dq, ref.dq, false);
+    check_tensor("dk", p, "flash (sm90 forward)", flash.sm90.dk, naive.dk, ref.dk, false);
+    check_tensor("dv", p, "flash (sm90 forward)", flash.sm90.dv, naive.dv, ref.dv, false);
+  } else {
+    MESSAGE("the sm90 forward is not checked: " << (cuda::device_name()) << " does not run it");
+  }
   for (const auto& [which, r] : {std::pair<const char*, const Result*>{"flash", &flash.atomic},
                                  std::pair<const char*, const Result*>{"flash deterministic", &flash.deterministic}}) {
     check_tensor("dq", p, which, r->dq, naive.dq, ref.dq, false);
@@ -312,7 +340,9 @@ TEST_CASE("cuda attention: no documents at all, every token padding") {
   p.s.max_seqlen = 0;
   const FlashRuns flash = run_flash(p);
   const Result naive = run_naive(p);
-  for (const Result* r : {&flash.atomic, &flash.deterministic, &flash.deterministic_again, &naive})
+  std::vector<const Result*> results{&flash.atomic, &flash.deterministic, &flash.deterministic_again, &naive};
+  if (flash.has_sm90) results.push_back(&flash.sm90);
+  for (const Result* r : results)
     for (const std::vector<float>* x : {&r->out, &r->lse, &r->dq, &r->dk, &r->dv})
       CHECK(std::all_of(x->begin(), x->end(), [](float e) { return e == 0.0f; }));
 }

@@ -17,16 +17,6 @@ std::uint32_t read_u32(const unsigned char* p) {
 }
 void write_u32(unsigned char* p, std::uint32_t v) { std::memcpy(p, &v, 4); }
 
-// Shared-memory address [addr, addr + bytes) of the running block, checked.
-unsigned char* shared_at(std::uint32_t addr, std::size_t bytes, const char* what) {
-  Block& b = block();
-  if (addr % 16 != 0 || addr + bytes > b.shared_bytes)
-    fail(std::string(what) + " at shared address " + std::to_string(addr) +
-         (addr % 16 != 0 ? " (not 16-byte aligned)" : "") + " outside the block's " +
-         std::to_string(b.shared_bytes) + " bytes of dynamic shared memory");
-  return b.shared + addr;
-}
-
 void execute(const Copy& c) {
   unsigned char* dst = shared_at(c.dst, 16, "cp.async");
   if (!c.valid) {
@@ -41,6 +31,17 @@ void execute(const Copy& c) {
 float element(std::uint16_t bits, bool bf16) { return bf16 ? bf16_to_float(bits) : fp16_to_float(bits); }
 
 }  // namespace
+
+unsigned char* shared_at(std::uint32_t addr, std::size_t bytes, const char* what, std::uint32_t alignment) {
+  Block& b = block();
+  const bool aligned = addr % alignment == 0, inside = std::size_t{addr} + bytes <= b.shared_bytes;
+  if (!aligned || !inside)
+    fail(std::string(what) + " at shared address " + std::to_string(addr) +
+         (aligned ? "" : " (not " + std::to_string(alignment) + "-byte aligned)") +
+         (inside ? "" : ": " + std::to_string(bytes) + " bytes there lie outside the block's " +
+                            std::to_string(b.shared_bytes) + " bytes of dynamic shared memory"));
+  return b.shared + addr;
+}
 
 void complete_copies(Thread& t, std::size_t keep) {
   if (keep == 0 && !t.open.empty()) t.committed.push_back(std::move(t.open)), t.open.clear();

@@ -1,7 +1,8 @@
 // The emulator's grid and block scheduler: every thread of a block is a fiber; the scheduler
 // resumes the unfinished ones in a shuffled order, round after round, until all have returned.
-// A thread gives control back only at __syncthreads or a warp-collective instruction, so a
-// round where no thread gets past one is a deadlock, reported instead of hanging.
+// A thread gives control back only at a barrier, a warp-collective instruction or a failing
+// mbarrier.try_wait, so a round where no thread gets further is a deadlock, reported instead of
+// hanging. TMA copies in flight land between rounds at random.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -86,12 +87,19 @@ std::string coords(uint3 v) { return fmt::format("({}, {}, {})", v.x, v.y, v.z);
 
 [[noreturn]] void report_deadlock(const Block& b) {
   std::map<std::string, int> at;
-  for (const Thread& t : b.threads) ++at[t.done ? "returned" : t.waiting ? t.waiting : "running"];
+  for (const Thread& t : b.threads) ++at[describe_wait(b, t)];
   std::string what;
   for (const auto& [where, n] : at) what += fmt::format("{}{} {}", what.empty() ? "" : ", ", n, where);
-  fail(fmt::format("deadlock in block {}: threads {} (a __syncthreads or warp instruction that some threads of "
-                   "the block or warp never reach)",
+  fail(fmt::format("deadlock in block {}: threads {} (a __syncthreads, named barrier or warp instruction that "
+                   "some threads of the block or warp never reach, or an mbarrier phase nothing completes)",
                    coords(blockIdx), what));
+}
+
+// A warp's wgmma accumulators are its threads' registers (here: their stack frames), which are
+// gone once the threads return.
+void check_wgmma_retired(const Warp& w, int warp) {
+  if (!w.wgmma_open.empty() || w.wgmma_unretired > 0)
+    fail(fmt::format("warp {} returned with wgmma.mma_async operations no wgmma.wait_group retired", warp));
 }
 
 void run_block(const std::function<void()>& body, unsigned char* shared, std::size_t shared_bytes) {
@@ -116,11 +124,12 @@ void run_block(const std::function<void()>& body, unsigned char* shared, std::si
   } reset;
   g_block = &b;
   for (Thread& t : b.threads)
-    t.fiber = ctx::fiber(std::allocator_arg, PoolAllocator{&stack_pool()}, [&t, &body](ctx::fiber&& sink) {
+    t.fiber = ctx::fiber(std::allocator_arg, PoolAllocator{&stack_pool()}, [&t, &b, &body](ctx::fiber&& sink) {
       t.sink = std::move(sink);
       try {
         body();
         complete_copies(t, 0);  // what a thread leaves in flight still lands (and is checked)
+        check_wgmma_retired(b.warps[static_cast<std::size_t>(t.warp)], t.warp);
       } catch (const ctx::detail::forced_unwind&) {
         throw;  // the block is being torn down after an error
       } catch (...) {
@@ -134,6 +143,7 @@ void run_block(const std::function<void()>& body, unsigned char* shared, std::si
   std::vector<unsigned> order(n);
   std::iota(order.begin(), order.end(), 0u);
   for (unsigned live = n; live > 0;) {
+    land_tma_at_random(b);
     std::shuffle(order.begin(), order.end(), rng());
     bool progress = false;
     for (const bool stragglers : {false, true}) {
@@ -153,6 +163,7 @@ void run_block(const std::function<void()>& body, unsigned char* shared, std::si
     }
     if (!progress) report_deadlock(b);
   }
+  land_all_tma(b);
   ++g_stats.blocks;
 }
 
@@ -185,6 +196,11 @@ const char* op_name(Op op) {
     case Op::mma_fp16: return "mma.sync (fp16)";
     case Op::ldmatrix: return "ldmatrix.x4";
     case Op::ldmatrix_trans: return "ldmatrix.x4.trans";
+    case Op::wgmma: return "wgmma.mma_async";
+    case Op::wgmma_fence: return "wgmma.fence";
+    case Op::wgmma_commit: return "wgmma.commit_group";
+    case Op::wgmma_wait: return "wgmma.wait_group";
+    case Op::setmaxnreg: return "setmaxnreg";
   }
   return "?";
 }
@@ -217,8 +233,10 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, std::size_t dynamic_sha
     fail(fmt::format("launch asks for {} bytes of dynamic shared memory; the kernel allows {} "
                      "(cudaFuncAttributeMaxDynamicSharedMemorySize)",
                      dynamic_shared, allowed));
-  std::vector<unsigned char> arena(dynamic_shared + 128);
-  auto* shared = reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(arena.data()) + 127) & ~127ull);
+  // 1024-byte aligned, the largest alignment shared data asks for (128-byte swizzled TMA boxes and
+  // wgmma tiles), so host addresses agree with shared addresses in their low 10 bits.
+  std::vector<unsigned char> arena(dynamic_shared + 1024);
+  auto* shared = reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(arena.data()) + 1023) & ~1023ull);
   gridDim = grid;
   blockDim = block;
   for (unsigned z = 0; z < grid.z; ++z)
@@ -228,22 +246,6 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, std::size_t dynamic_sha
         std::memset(shared, 0xff, dynamic_shared);  // NaN in every float format: unwritten reads show
         detail::run_block(body, shared, dynamic_shared);
       }
-}
-
-void syncthreads() {
-  detail::Thread& t = detail::thread();
-  detail::Block& b = detail::block();
-  ++t.steps;
-  const std::uint64_t generation = b.barrier_generation;
-  if (++b.barrier_arrived == static_cast<int>(b.threads.size())) {
-    b.barrier_arrived = 0;
-    ++b.barrier_generation;
-    return;
-  }
-  t.waiting = "__syncthreads";
-  while (b.barrier_generation == generation) detail::yield();
-  t.waiting = nullptr;
-  ++t.steps;
 }
 
 }  // namespace llmlab::emu

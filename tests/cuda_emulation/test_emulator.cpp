@@ -7,27 +7,22 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "core/half_float.hpp"
+#include "emulator_test_util.hpp"
 #include "kernels/attention/attention_cuda.hpp"
 #include "ops/cuda/device_memory.hpp"
 #include "ops/cuda/kernel_launch.cuh"
 
 using namespace llmlab;
+using emu_test::error_of;
+using emu_test::read_back;
 
 namespace {
-
-template <typename T>
-std::vector<T> read_back(const DeviceBuffer& b, std::size_t n) {
-  std::vector<T> x(n);
-  copy_to_host(x.data(), b.get(), n * sizeof(T));
-  return x;
-}
 
 __global__ void reverse_through_shared(int* out) {
   __shared__ int buf[128];
@@ -96,16 +91,6 @@ __global__ void multiply(const float* a, const float* b, float* d) {
   d[8 * g + 2 * t + 1] = c[1];
   d[8 * (g + 8) + 2 * t] = c[2];
   d[8 * (g + 8) + 2 * t + 1] = c[3];
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -226,7 +211,7 @@ TEST_CASE("flash kernels (emulated): every ldmatrix is free of shared-memory ban
     t.dk = dk.get();
     t.dv = dv.get();
     emu::reset_stats();
-    cuda::flash_forward(s, t, nullptr, nullptr);
+    cuda::flash_forward(s, t, nullptr, nullptr, cuda::FlashKernel::sm80);
     const emu::Stats forward = emu::stats();
     emu::reset_stats();
     cuda::flash_backward(s, t, ws.get(), nullptr);

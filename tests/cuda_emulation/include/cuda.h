@@ -1,6 +1,6 @@
 // Emulated-build shim for the CUDA driver API header: the tensor-map types the Hopper kernels'
 // host code uses (values as in the toolkit's cuda.h), and cuTensorMapEncodeTiled, implemented by
-// the emulator (sm90.cpp) with the driver's documented checks. See cuda_emulation.hpp.
+// the emulator (sm90_tma.cpp) with the driver's documented checks. See cuda_emulation.hpp.
 #pragma once
 #include <cstdint>
 

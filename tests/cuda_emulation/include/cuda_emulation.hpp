@@ -5,7 +5,8 @@
 //
 // What is emulated, and how faithfully:
 //   - Every CUDA thread of a block is a fiber (Boost.Context); a block's threads run on one OS
-//     thread, switching only at __syncthreads and at warp-collective instructions, in an order
+//     thread, switching only at barriers (__syncthreads, bar.sync), warp-collective instructions
+//     and failing mbarrier.try_wait polls, in an order
 //     shuffled each round (seeded; LLMLAB_EMU_SEED). In half the blocks one warp, chosen at
 //     random, straggles: it runs only when no other thread can get further, so the others race
 //     ahead to their next barrier, and a missing barrier shows up as data read too early or
@@ -22,8 +23,13 @@
 //     start; shared addresses and sizes are checked against the launch's dynamic shared memory and
 //     the kernel's cudaFuncAttributeMaxDynamicSharedMemorySize (48 KB without it, at most the
 //     H100/H200's 227 KB). cp.async sources must lie inside one cudaMalloc allocation.
-//   - A deadlock (a __syncthreads or collective some threads never reach) is an error naming the
-//     block and what each warp waits at, not a hang.
+//   - sm_90 (sm90_tma.cpp, sm90_wgmma.cpp, barriers.cpp): a TMA box lands, at random, when issued,
+//     at a later scheduling round, or at the latest when a thread polls its mbarrier (its bytes keep
+//     the barrier's phase open until then); a wgmma group executes, reading its shared operands
+//     then, at random at its commit_group or at the wait_group that retires it. Named barriers and
+//     mbarriers count arrivals per thread; an mbarrier's state lives beside shared memory.
+//   - A deadlock (a barrier or collective some threads never reach, an mbarrier phase nothing
+//     completes) is an error naming the block and what each thread waits at, not a hang.
 //   - ldmatrix bank conflicts are counted (stats()): the 8 row addresses of each 8x8 matrix
 //     should fall in 8 different 16-byte bank groups.
 // Not emulated: timing, registers, occupancy, L1/L2 behaviour, tensor-core rounding beyond fp32
@@ -172,6 +178,10 @@ struct Stats {
   std::uint64_t ldmatrix = 0;           // warp-wide ldmatrix.x4
   std::uint64_t ldmatrix_conflicts = 0; // extra shared-memory wavefronts ldmatrix needed (0: conflict-free)
   std::uint64_t cp_async = 0;           // 16-byte cp.async copies
+  std::uint64_t wgmma = 0;              // warpgroup-wide wgmma.mma_async m64nNk16
+  std::uint64_t tma_loads = 0;          // cp.async.bulk.tensor tile loads
+  std::uint64_t tma_bytes = 0;          // bytes they bring into shared memory (boxes, zero fill included)
+  std::uint64_t mbarrier_waits = 0;     // mbarrier.try_wait.parity that found their phase complete
 };
 Stats& stats();
 void reset_stats();
@@ -193,7 +203,7 @@ unsigned char* dynamic_shared_memory();
 std::uint32_t shared_address(const void* p);
 
 // ---- sm_90 (Hopper): mbarrier, TMA, wgmma, named barriers -------------------------------------
-// Implemented in sm90.cpp from the PTX ISA's definitions. Shared addresses are those
+// Implemented in barriers.cpp, sm90_tma.cpp and sm90_wgmma.cpp from the PTX ISA's definitions. Shared addresses are those
 // shared_address() returns (offsets from the start of the launch's dynamic shared memory).
 
 // mbarrier objects (8 bytes, 8-byte aligned, in dynamic shared memory). A phase completes when its
@@ -202,7 +212,10 @@ std::uint32_t shared_address(const void* p);
 // completed, i.e. the current phase's parity differs from p (so a fresh barrier reports parity 1
 // as complete, which is how producers pass their first wait on an "empty" barrier).
 // A failing try_wait yields to the scheduler and does not count as progress (a spin loop on a
-// barrier that nothing will complete is reported as a deadlock).
+// barrier that nothing will complete is reported as a deadlock, with the barrier's state).
+// Checked: 8-byte alignment, inside dynamic shared memory, initialised before use, no more
+// arrivals than the count in one phase, tx-count within the PTX range (+-(2^20 - 1)), no TMA box
+// landing over an mbarrier.
 void mbarrier_init(std::uint32_t bar, std::uint32_t arrivals);
 void mbarrier_arrive(std::uint32_t bar);
 void mbarrier_arrive_expect_tx(std::uint32_t bar, std::uint32_t tx_bytes);  // expect_tx then arrive
@@ -215,7 +228,10 @@ void fence_proxy_async();   // fence.proxy.async.shared::cta
 // in elements; out-of-range elements are zero) into shared memory at dst in the map's swizzle
 // mode, then performs complete_tx(box bytes) on bar. The copy lands at random either when issued
 // or later (before the barrier's phase can complete), so reading the box before waiting on the
-// barrier sees stale shared memory.
+// barrier sees stale shared memory. dst is 128-byte aligned (1024 with the 128B swizzle); global
+// reads must lie in the cudaMalloc allocation of the map's address. Interleaved maps, the NaN
+// out-of-bounds fill and element strides other than 1 are accepted by cuTensorMapEncodeTiled but
+// not emulated by tma_load (an error).
 void tma_load(std::uint32_t dst, const void* tensor_map, const int* coords, int rank, std::uint32_t bar);
 void prefetch_tensormap(const void* tensor_map);
 
@@ -224,8 +240,8 @@ void prefetch_tensormap(const void* tensor_map);
 void named_barrier_sync(int id, int threads);
 void named_barrier_arrive(int id, int threads);
 
-// setmaxnreg.{inc,dec}.sync.aligned.u32: checked (24..256, a multiple of 8, warpgroup-uniform), no
-// other effect.
+// setmaxnreg.{inc,dec}.sync.aligned.u32: checked (24..256, a multiple of 8, uniform across the
+// warp; the warps of a warpgroup are not compared), no other effect.
 void setmaxnreg(int registers, bool increase);
 
 // wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}: D (64 x N fp32, N/2 floats per thread in
@@ -240,6 +256,9 @@ void setmaxnreg(int registers, bool increase);
 // whole warpgroup). Asynchronous as in the PTX memory model: the product is computed, and the
 // shared operands read, at random either at commit_group or at the wait_group that retires the
 // group; d must not be read before then (reading it early sees the old values).
+// Checked: a wgmma.fence before a warp's first wgmma and before the first one after each
+// wait_group (the registers are the threads' again then); no warp returns with wgmma groups not
+// retired; the warpgroup is whole; descriptors and flags are warp-uniform; base offset 0 only.
 void wgmma_fence();
 void wgmma_commit_group();
 void wgmma_wait_group(int pending);

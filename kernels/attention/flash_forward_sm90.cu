@@ -1,0 +1,318 @@
+// FlashAttention-3-style forward for Hopper (Shah et al. 2024, "FlashAttention-3"), the second
+// milestone next to the sm_80-class kernel of flash_forward.cu: warp specialisation (one producer
+// warpgroup whose elected thread issues TMA tensor loads; two consumer warpgroups of 64 query
+// rows each), a ring of kStages K/V buffers handed over by mbarriers (full: the TMA's bytes have
+// landed; empty: every consumer warp is done with the stage), both products on warpgroup MMAs
+// (wgmma m64nNk16: S = Q K^T with Q and K from shared memory, O += P V with P from registers and
+// V from shared memory read transposed by the descriptor), setmaxnreg moving registers from the
+// producer to the consumers. Same mathematics, mask and outputs (out, lse) as flash_forward.cu,
+// whose online softmax and masking it shares (flash_common.cuh).
+//
+// The consumer warpgroups take turns issuing their S MMAs (FA3's ping-pong schedule, below).
+// Shared-memory layouts: sm90_ptx.cuh (128B swizzle, 64-column panels). Not yet done: FA3's
+// intra-warpgroup overlap of softmax with the next S (two S register sets), the TMA store of
+// O, and FP8.
+// Written without a GPU: tested on the CPU emulator (tests/cuda_emulation), not yet timed.
+#include <cuda.h>
+#ifndef LLMLAB_CUDA_EMULATION
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled_v12000 (the emulator's cuda.h has it)
+#endif
+
+#include <type_traits>
+
+#include "kernels/attention/flash_common.cuh"
+#include "kernels/attention/sm90_ptx.cuh"
+
+namespace llmlab::cuda {
+namespace flash {
+namespace {
+
+// kBlockM = kBlockN = 128: every key block the CTA loads is visible to both consumer warpgroups
+// under the causal mask (kb <= qb for multiples of 128), so neither ever skips a stage and the
+// barrier phases stay in step. Registers per consumer thread: S 64 + O D/2 fp32, P 32; the
+// producer gives up its registers (24) so the consumers may use 240 (24 + 2 x 240 = 504 of 512
+// per thread slot of a 384-thread CTA). Shared memory: Q + 2 stages of K and V = 160 KB (D = 128)
+// or 80 KB (D = 64), one CTA per SM for D = 128.
+template <int kHeadDim_, typename Elem>
+struct Sm90FwdTraits {
+  using T = Elem;
+  static constexpr int kHeadDim = kHeadDim_, kBlockM = 128, kBlockN = 128, kStages = 2;
+  static constexpr int kConsumerWarpgroups = kBlockM / 64, kThreads = 128 * (kConsumerWarpgroups + 1);
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static constexpr int kPanels = kHeadDim / 64;  // 64-column (128-byte) panels of a [rows][D] tile
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2, kKVBytes = kBlockN * kHeadDim * 2;
+  // Offsets from the 1024-byte-aligned base: Q, K stages, V stages, then the mbarriers.
+  static constexpr int kKOffset = kQBytes, kVOffset = kKOffset + kStages * kKVBytes;
+  static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
+  static constexpr int kBarriers = 1 + 3 * kStages;  // q_full, k_full[], v_full[], kv_empty[]
+  static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;  // + slack to align the base
+  static constexpr int kNTiles = kBlockN / 8, kDTiles = kHeadDim / 8;
+  static_assert(kHeadDim % 64 == 0 && kBlockM == kBlockN, "see the comment above");
+};
+
+template <typename Tr>
+struct Sm90Barriers {
+  std::uint32_t base;
+  __device__ __forceinline__ std::uint32_t q_full() const { return base; }
+  __device__ __forceinline__ std::uint32_t k_full(int s) const { return base + 8 * (1 + s); }
+  __device__ __forceinline__ std::uint32_t v_full(int s) const { return base + 8 * (1 + Tr::kStages + s); }
+  __device__ __forceinline__ std::uint32_t kv_empty(int s) const { return base + 8 * (1 + 2 * Tr::kStages + s); }
+};
+
+__device__ __forceinline__ void wait_barrier(std::uint32_t bar, std::uint32_t parity) {
+  while (!sm90::mbarrier_try_wait_parity(bar, parity)) {
+  }
+}
+
+// The producer's elected thread: Q once, then key block j of the document into stage j % kStages
+// once every consumer warp has released that stage's previous block (block j - kStages).
+template <typename Tr>
+__device__ __forceinline__ void produce(const CUtensorMap& q_map, const CUtensorMap& k_map, const CUtensorMap& v_map,
+                                        const Sm90Barriers<Tr>& bars, std::uint32_t sQ, std::uint32_t sK,
+                                        std::uint32_t sV, int q_row, int h, int kv_row0, int kvh, int n_blocks) {
+  sm90::prefetch_tensormap(&q_map);
+  sm90::prefetch_tensormap(&k_map);
+  sm90::prefetch_tensormap(&v_map);
+  sm90::mbarrier_arrive_expect_tx(bars.q_full(), Tr::kQBytes);
+#pragma unroll
+  for (int panel = 0; panel < Tr::kPanels; ++panel)
+    sm90::tma_load_3d(sQ + panel * Tr::kBlockM * 128, &q_map, panel * 64, h, q_row, bars.q_full());
+  for (int j = 0; j < n_blocks; ++j) {
+    const int s = j % Tr::kStages;
+    const auto phase = static_cast<std::uint32_t>((j / Tr::kStages) & 1);
+    wait_barrier(bars.kv_empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: the first round
+    const int row = kv_row0 + j * Tr::kBlockN;
+    const std::uint32_t k_stage = sK + s * Tr::kKVBytes, v_stage = sV + s * Tr::kKVBytes;
+    sm90::mbarrier_arrive_expect_tx(bars.k_full(s), Tr::kKVBytes);
+#pragma unroll
+    for (int panel = 0; panel < Tr::kPanels; ++panel)
+      sm90::tma_load_3d(k_stage + panel * Tr::kBlockN * 128, &k_map, panel * 64, kvh, row, bars.k_full(s));
+    sm90::mbarrier_arrive_expect_tx(bars.v_full(s), Tr::kKVBytes);
+#pragma unroll
+    for (int panel = 0; panel < Tr::kPanels; ++panel)
+      sm90::tma_load_3d(v_stage + panel * Tr::kBlockN * 128, &v_map, panel * 64, kvh, row, bars.v_full(s));
+  }
+}
+
+template <typename Tr, bool kCausal>
+__global__ void __launch_bounds__(Tr::kThreads, 1)
+    forward_sm90_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
+                        const __grid_constant__ CUtensorMap v_map, const Params p) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __trap();  // a device pass for a target without wgmma (not sm_90a): never launched there
+#else
+  using T = typename Tr::T;
+  constexpr int D = Tr::kHeadDim, kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kStages = Tr::kStages;
+  constexpr int kNTiles = Tr::kNTiles, kDTiles = Tr::kDTiles;
+
+  const int doc = static_cast<int>(blockIdx.z), h = static_cast<int>(blockIdx.y);
+  const int start = p.cu_seqlens[doc], len = p.cu_seqlens[doc + 1] - start;
+  const int qb = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kBlockM;  // longest causal work first
+  if (qb >= len) return;  // uniform over the CTA
+  const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(qb, len);
+
+  // The swizzle pattern repeats every 1024 bytes of shared address, and the descriptors and the
+  // TMA assume atoms aligned to it.
+  const std::uint32_t base = (smem_u32(dynamic_smem()) + 1023u) & ~1023u;
+  const std::uint32_t sQ = base, sK = base + Tr::kKOffset, sV = base + Tr::kVOffset;
+  const Sm90Barriers<Tr> bars{base + Tr::kBarOffset};
+  const int tid = static_cast<int>(threadIdx.x), warpgroup = tid / 128;
+  if (tid == 0) {
+    sm90::mbarrier_init(bars.q_full(), 1);
+    for (int s = 0; s < kStages; ++s) {
+      sm90::mbarrier_init(bars.k_full(s), 1);
+      sm90::mbarrier_init(bars.v_full(s), 1);
+      sm90::mbarrier_init(bars.kv_empty(s), 4 * Tr::kConsumerWarpgroups);  // one arrival per consumer warp
+    }
+    sm90::fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    sm90::setmaxnreg_dec<Tr::kProducerRegs>();
+    if (tid == 0)
+      produce<Tr>(q_map, k_map, v_map, bars, sQ, sK, sV, start + qb, h, start, h / p.group, n_blocks);
+    return;
+  }
+  sm90::setmaxnreg_inc<Tr::kConsumerRegs>();
+
+  const int consumer = warpgroup - 1, warp = (tid / 32) % 4, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int row0 = qb + consumer * 64 + warp * 16;  // this warp's first query row within the document
+  float o[kDTiles][4];
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // [0]: row g, [1]: row g + 8
+#pragma unroll
+  for (int dn = 0; dn < kDTiles; ++dn)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[dn][e] = 0.0f;
+  auto& o_flat = reinterpret_cast<float(&)[kDTiles * 4]>(o);
+  // Q rows of this warpgroup: K-major slices of 16 columns (k-step ks: panel ks / 4, +32 bytes each).
+  const std::uint32_t q_rows = sQ + consumer * 64 * 128;
+
+  // Ping-pong (FA3 section 3.1): the two consumer warpgroups take turns issuing S = Q K^T, so
+  // that one's softmax runs while the other's MMAs do. Named barrier 1 + c opens warpgroup c's
+  // turn: c syncs on it (128 threads) and the other warpgroup arrives (128) after issuing its
+  // own S. Consumer 0 goes first; each side arrives exactly as often as the other syncs (so the
+  // last turn of consumer 1 opens nothing), and no barrier is left half-arrived at exit.
+  static_assert(Tr::kConsumerWarpgroups == 2, "the ping-pong schedule pairs two consumer warpgroups");
+  constexpr int kTurnBarrier = 1;  // 0 is __syncthreads'
+  if (consumer == 1) sm90::named_barrier_arrive(kTurnBarrier + 0, 256);
+
+  wait_barrier(bars.q_full(), 0);
+  for (int j = 0; j < n_blocks; ++j) {
+    const int s = j % kStages, kb = j * kBlockN;
+    const auto phase = static_cast<std::uint32_t>((j / kStages) & 1);
+    const std::uint32_t k_stage = sK + s * Tr::kKVBytes, v_stage = sV + s * Tr::kKVBytes;
+
+    // S = Q K^T: sc[nj][e] is row row0 + g + 8 (e / 2), key kb + 8 nj + 2 t4 + e % 2.
+    float sc[1][kNTiles][4];
+    auto& s_flat = reinterpret_cast<float(&)[kNTiles * 4]>(sc);
+    wait_barrier(bars.k_full(s), phase);
+    sm90::named_barrier_sync(kTurnBarrier + consumer, 256);
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      const std::uint32_t panel_offset = (ks / 4) * kBlockM * 128, k_offset = (ks % 4) * 32;
+      const std::uint64_t a = sm90::make_desc_sw128(q_rows + panel_offset + k_offset, 16, 1024);
+      const std::uint64_t b = sm90::make_desc_sw128(k_stage + (ks / 4) * kBlockN * 128 + k_offset, 16, 1024);
+      sm90::Wgmma<T, kBlockN>::template ss<0>(s_flat, a, b, ks > 0 ? 1 : 0);
+    }
+    sm90::wgmma_commit();
+    if (consumer == 0 || j + 1 < n_blocks) sm90::named_barrier_arrive(kTurnBarrier + (1 - consumer), 256);
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(s_flat);
+
+    mask_scores<kCausal>(sc, row0, kb, len, g, t4);
+    // Online softmax (as flash_forward.cu): new max over the quad, rescale O and the running sum.
+#pragma unroll
+    for (int rh = 0; rh < 2; ++rh) {
+      float mx = row_max[rh];
+#pragma unroll
+      for (int nj = 0; nj < kNTiles; ++nj) mx = fmaxf(mx, fmaxf(sc[0][nj][2 * rh], sc[0][nj][2 * rh + 1]));
+      mx = quad_max(mx);
+      const float m_scaled = mx == -INFINITY ? 0.0f : mx * p.scale_log2;  // fully masked so far: no inf - inf
+      const float alpha = exp2f(row_max[rh] * p.scale_log2 - m_scaled);
+      row_max[rh] = mx;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nj = 0; nj < kNTiles; ++nj)
+#pragma unroll
+        for (int e = 2 * rh; e < 2 * rh + 2; ++e) {
+          const float pr = exp2f(fmaf(sc[0][nj][e], p.scale_log2, -m_scaled));
+          sc[0][nj][e] = pr;
+          sum += pr;
+        }
+      row_sum[rh] = row_sum[rh] * alpha + sum;
+#pragma unroll
+      for (int dn = 0; dn < kDTiles; ++dn) {
+        o[dn][2 * rh] *= alpha;
+        o[dn][2 * rh + 1] *= alpha;
+      }
+    }
+    // P as A fragments: S n-tiles 2ks and 2ks + 1 are k-step ks (flash_common.cuh, C -> A).
+    std::uint32_t pa[kBlockN / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < kBlockN / 16; ++ks) {
+      pa[ks][0] = pack2<T>(sc[0][2 * ks][0], sc[0][2 * ks][1]);
+      pa[ks][1] = pack2<T>(sc[0][2 * ks][2], sc[0][2 * ks][3]);
+      pa[ks][2] = pack2<T>(sc[0][2 * ks + 1][0], sc[0][2 * ks + 1][1]);
+      pa[ks][3] = pack2<T>(sc[0][2 * ks + 1][2], sc[0][2 * ks + 1][3]);
+    }
+
+    // O += P V: V's 16 key rows of k-step ks start at row 16 ks (two 8-row groups, SBO apart);
+    // its D columns are panels of 64, LBO = one panel apart.
+    wait_barrier(bars.v_full(s), phase);
+    sm90::fence_operands(o_flat);
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kBlockN / 16; ++ks) {
+      const std::uint64_t b = sm90::make_desc_sw128(v_stage + ks * 16 * 128, kBlockN * 128, 1024);
+      sm90::Wgmma<T, D>::template rs<1>(o_flat, pa[ks], b, 1);
+    }
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(o_flat);
+    // This warp has read stage s for the last time (wgmma.wait_group is warp-synchronous, so its
+    // MMAs are complete for every lane): release it.
+    if (lane == 0) sm90::mbarrier_arrive(bars.kv_empty(s));
+  }
+
+  // Epilogue (as flash_forward.cu): O / l, lse = scale * max + log(l).
+  T* og = static_cast<T*>(p.out) + static_cast<std::int64_t>(start) * p.q_row_stride + h * p.q_head_stride;
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    const float l = quad_sum(row_sum[rh]);
+    const int row = row0 + g + 8 * rh;
+    if (row < len) {
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      T* dst = og + static_cast<std::int64_t>(row) * p.q_row_stride;
+#pragma unroll
+      for (int dn = 0; dn < kDTiles; ++dn)
+        *reinterpret_cast<std::uint32_t*>(dst + dn * 8 + 2 * t4) =
+            pack2<T>(o[dn][2 * rh] * inv, o[dn][2 * rh + 1] * inv);
+      if (t4 == 0)
+        p.lse[h * p.lse_head_stride + start + row] = l > 0.0f ? row_max[rh] * p.scale + logf(l) : INFINITY;
+    }
+  }
+#endif
+}
+
+// cuTensorMapEncodeTiled from the driver, found through the runtime (no link against libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    check_cuda(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &status),
+               "cudaGetDriverEntryPointByVersion (cuTensorMapEncodeTiled)");
+    if (!fn || status != cudaDriverEntryPointSuccess)
+      throw Error("flash forward (sm90): the CUDA driver has no cuTensorMapEncodeTiled (driver older than 12.0)");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// [tokens, heads, D] tensor, boxes of 64 columns x 1 head x box_rows rows, 128B swizzle; rows
+// past the tensor's end read as zero.
+template <typename T>
+CUtensorMap make_tensor_map(const void* data, std::int64_t tokens, int heads, int head_dim, int box_rows) {
+  CUtensorMap map{};
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(head_dim), static_cast<cuuint64_t>(heads),
+                              static_cast<cuuint64_t>(tokens)};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(head_dim) * 2, static_cast<cuuint64_t>(heads) * head_dim * 2};
+  const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  const CUresult r = tensor_map_encoder()(
+      &map, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
+      const_cast<void*>(data), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) throw Error("flash forward (sm90): cuTensorMapEncodeTiled failed (" + std::to_string(r) + ")");
+  return map;
+}
+
+template <typename Tr, bool kCausal>
+void launch_forward_sm90(const Params& p, cudaStream_t stream) {
+  using T = typename Tr::T;
+  const CUtensorMap q_map = make_tensor_map<T>(p.q, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
+  const CUtensorMap k_map = make_tensor_map<T>(p.k, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
+  const CUtensorMap v_map = make_tensor_map<T>(p.v, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
+  auto kernel = forward_sm90_kernel<Tr, kCausal>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
+             "cudaFuncSetAttribute (flash forward sm90 shared memory)");
+  LLMLAB_LAUNCH(kernel, query_block_grid(p, Tr::kBlockM), Tr::kThreads, Tr::kSmemBytes, stream)
+  (q_map, k_map, v_map, p);
+  check_cuda(cudaGetLastError(), "flash forward (sm90) kernel launch");
+}
+
+}  // namespace
+
+void forward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream) {
+  LLMLAB_STORAGE_SWITCH(storage, [&] {
+    LLMLAB_HEADDIM_SWITCH(p.head_dim, [&] {
+      LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
+        launch_forward_sm90<Sm90FwdTraits<kHeadDim, elem_type>, kCausal>(p, stream);
+      });
+    });
+  });
+}
+
+}  // namespace flash
+}  // namespace llmlab::cuda
