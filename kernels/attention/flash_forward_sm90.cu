@@ -8,10 +8,12 @@
 // producer to the consumers. Same mathematics, mask and outputs (out, lse) as flash_forward.cu,
 // whose online softmax and masking it shares (flash_common.cuh).
 //
-// The consumer warpgroups take turns issuing their S MMAs (FA3's ping-pong schedule, below).
-// Shared-memory layouts: sm90_ptx.cuh (128B swizzle, 64-column panels). Not yet done: FA3's
-// intra-warpgroup overlap of softmax with the next S (two S register sets), the TMA store of
-// O, and FP8.
+// FA3's two schedules are both here: the consumer warpgroups take turns issuing their MMAs
+// (ping-pong), and within a warpgroup the softmax of key block j overlaps O += P V of block j-1
+// (intra-warpgroup overlap); K and V have their own empty barriers, since K is done with one
+// iteration before V. Shared-memory layouts: sm90_ptx.cuh (128B swizzle, 64-column panels).
+// Not yet done: the TMA store of O, FP8, tile sizes beyond 128 x 128 (FA3 uses 128 x 176 for
+// non-causal D = 128), a persistent tile scheduler.
 // Written without a GPU: tested on the CPU emulator (tests/cuda_emulation), not yet timed.
 #include <cuda.h>
 #ifndef LLMLAB_CUDA_EMULATION
@@ -44,7 +46,7 @@ struct Sm90FwdTraits {
   // Offsets from the 1024-byte-aligned base: Q, K stages, V stages, then the mbarriers.
   static constexpr int kKOffset = kQBytes, kVOffset = kKOffset + kStages * kKVBytes;
   static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
-  static constexpr int kBarriers = 1 + 3 * kStages;  // q_full, k_full[], v_full[], kv_empty[]
+  static constexpr int kBarriers = 1 + 4 * kStages;  // q_full, k_full[], v_full[], k_empty[], v_empty[]
   static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;  // + slack to align the base
   static constexpr int kNTiles = kBlockN / 8, kDTiles = kHeadDim / 8;
   static_assert(kHeadDim % 64 == 0 && kBlockM == kBlockN, "see the comment above");
@@ -56,7 +58,8 @@ struct Sm90Barriers {
   __device__ __forceinline__ std::uint32_t q_full() const { return base; }
   __device__ __forceinline__ std::uint32_t k_full(int s) const { return base + 8 * (1 + s); }
   __device__ __forceinline__ std::uint32_t v_full(int s) const { return base + 8 * (1 + Tr::kStages + s); }
-  __device__ __forceinline__ std::uint32_t kv_empty(int s) const { return base + 8 * (1 + 2 * Tr::kStages + s); }
+  __device__ __forceinline__ std::uint32_t k_empty(int s) const { return base + 8 * (1 + 2 * Tr::kStages + s); }
+  __device__ __forceinline__ std::uint32_t v_empty(int s) const { return base + 8 * (1 + 3 * Tr::kStages + s); }
 };
 
 __device__ __forceinline__ void wait_barrier(std::uint32_t bar, std::uint32_t parity) {
@@ -64,8 +67,9 @@ __device__ __forceinline__ void wait_barrier(std::uint32_t bar, std::uint32_t pa
   }
 }
 
-// The producer's elected thread: Q once, then key block j of the document into stage j % kStages
-// once every consumer warp has released that stage's previous block (block j - kStages).
+// The producer's elected thread: Q once, then key block j of the document into stage j % kStages:
+// its K once every consumer warp has released the stage's previous K (block j - kStages; K is
+// done with after S, V only after P V, one iteration later), then its V likewise.
 template <typename Tr>
 __device__ __forceinline__ void produce(const CUtensorMap& q_map, const CUtensorMap& k_map, const CUtensorMap& v_map,
                                         const Sm90Barriers<Tr>& bars, std::uint32_t sQ, std::uint32_t sK,
@@ -80,13 +84,14 @@ __device__ __forceinline__ void produce(const CUtensorMap& q_map, const CUtensor
   for (int j = 0; j < n_blocks; ++j) {
     const int s = j % Tr::kStages;
     const auto phase = static_cast<std::uint32_t>((j / Tr::kStages) & 1);
-    wait_barrier(bars.kv_empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: the first round
     const int row = kv_row0 + j * Tr::kBlockN;
     const std::uint32_t k_stage = sK + s * Tr::kKVBytes, v_stage = sV + s * Tr::kKVBytes;
+    wait_barrier(bars.k_empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: the first round
     sm90::mbarrier_arrive_expect_tx(bars.k_full(s), Tr::kKVBytes);
 #pragma unroll
     for (int panel = 0; panel < Tr::kPanels; ++panel)
       sm90::tma_load_3d(k_stage + panel * Tr::kBlockN * 128, &k_map, panel * 64, kvh, row, bars.k_full(s));
+    wait_barrier(bars.v_empty(s), phase ^ 1u);
     sm90::mbarrier_arrive_expect_tx(bars.v_full(s), Tr::kKVBytes);
 #pragma unroll
     for (int panel = 0; panel < Tr::kPanels; ++panel)
@@ -122,7 +127,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     for (int s = 0; s < kStages; ++s) {
       sm90::mbarrier_init(bars.k_full(s), 1);
       sm90::mbarrier_init(bars.v_full(s), 1);
-      sm90::mbarrier_init(bars.kv_empty(s), 4 * Tr::kConsumerWarpgroups);  // one arrival per consumer warp
+      sm90::mbarrier_init(bars.k_empty(s), 4 * Tr::kConsumerWarpgroups);  // one arrival per consumer warp
+      sm90::mbarrier_init(bars.v_empty(s), 4 * Tr::kConsumerWarpgroups);
     }
     sm90::fence_barrier_init();
   }
@@ -148,26 +154,25 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   // Q rows of this warpgroup: K-major slices of 16 columns (k-step ks: panel ks / 4, +32 bytes each).
   const std::uint32_t q_rows = sQ + consumer * 64 * 128;
 
-  // Ping-pong (FA3 section 3.1): the two consumer warpgroups take turns issuing S = Q K^T, so
+  // Ping-pong (FA3 section 3.1): the two consumer warpgroups take turns issuing their MMAs, so
   // that one's softmax runs while the other's MMAs do. Named barrier 1 + c opens warpgroup c's
   // turn: c syncs on it (128 threads) and the other warpgroup arrives (128) after issuing its
-  // own S. Consumer 0 goes first; each side arrives exactly as often as the other syncs (so the
+  // own. Consumer 0 goes first; each side arrives exactly as often as the other syncs (so the
   // last turn of consumer 1 opens nothing), and no barrier is left half-arrived at exit.
   static_assert(Tr::kConsumerWarpgroups == 2, "the ping-pong schedule pairs two consumer warpgroups");
   constexpr int kTurnBarrier = 1;  // 0 is __syncthreads'
   if (consumer == 1) sm90::named_barrier_arrive(kTurnBarrier + 0, 256);
+  auto begin_turn = [&] { sm90::named_barrier_sync(kTurnBarrier + consumer, 256); };
+  auto end_turn = [&](int j) {
+    if (consumer == 0 || j + 1 < n_blocks) sm90::named_barrier_arrive(kTurnBarrier + (1 - consumer), 256);
+  };
 
-  wait_barrier(bars.q_full(), 0);
-  for (int j = 0; j < n_blocks; ++j) {
-    const int s = j % kStages, kb = j * kBlockN;
-    const auto phase = static_cast<std::uint32_t>((j / kStages) & 1);
-    const std::uint32_t k_stage = sK + s * Tr::kKVBytes, v_stage = sV + s * Tr::kKVBytes;
-
-    // S = Q K^T: sc[nj][e] is row row0 + g + 8 (e / 2), key kb + 8 nj + 2 t4 + e % 2.
-    float sc[1][kNTiles][4];
-    auto& s_flat = reinterpret_cast<float(&)[kNTiles * 4]>(sc);
-    wait_barrier(bars.k_full(s), phase);
-    sm90::named_barrier_sync(kTurnBarrier + consumer, 256);
+  // S = Q K^T for key block j: sc[0][nj][e] is row row0 + g + 8 (e / 2), key kb + 8 nj + 2 t4 + e % 2.
+  float sc[1][kNTiles][4];
+  auto& s_flat = reinterpret_cast<float(&)[kNTiles * 4]>(sc);
+  auto issue_s = [&](int j) {
+    const std::uint32_t k_stage = sK + (j % kStages) * Tr::kKVBytes;
+    sm90::fence_operands(s_flat);
     sm90::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
@@ -177,12 +182,26 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
       sm90::Wgmma<T, kBlockN>::template ss<0>(s_flat, a, b, ks > 0 ? 1 : 0);
     }
     sm90::wgmma_commit();
-    if (consumer == 0 || j + 1 < n_blocks) sm90::named_barrier_arrive(kTurnBarrier + (1 - consumer), 256);
-    sm90::wgmma_wait<0>();
-    sm90::fence_operands(s_flat);
-
-    mask_scores<kCausal>(sc, row0, kb, len, g, t4);
-    // Online softmax (as flash_forward.cu): new max over the quad, rescale O and the running sum.
+  };
+  // O += P V for key block j, P's A fragments in pa: V's 16 key rows of k-step ks start at row
+  // 16 ks (two 8-row groups, SBO apart); its D columns are panels of 64, LBO = one panel apart.
+  std::uint32_t pa[kBlockN / 16][4];
+  auto issue_pv = [&](int j) {
+    const std::uint32_t v_stage = sV + (j % kStages) * Tr::kKVBytes;
+    sm90::fence_operands(o_flat);
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kBlockN / 16; ++ks) {
+      const std::uint64_t b = sm90::make_desc_sw128(v_stage + ks * 16 * 128, kBlockN * 128, 1024);
+      sm90::Wgmma<T, D>::template rs<1>(o_flat, pa[ks], b, 1);
+    }
+    sm90::wgmma_commit();
+  };
+  // Mask and online softmax of block j's scores (as flash_forward.cu): sc becomes P, the row max
+  // and sum move on, and alpha[rh] is the factor O must be rescaled by once it holds blocks < j.
+  float alpha[2];
+  auto softmax = [&](int j) {
+    mask_scores<kCausal>(sc, row0, j * kBlockN, len, g, t4);
 #pragma unroll
     for (int rh = 0; rh < 2; ++rh) {
       float mx = row_max[rh];
@@ -190,7 +209,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
       for (int nj = 0; nj < kNTiles; ++nj) mx = fmaxf(mx, fmaxf(sc[0][nj][2 * rh], sc[0][nj][2 * rh + 1]));
       mx = quad_max(mx);
       const float m_scaled = mx == -INFINITY ? 0.0f : mx * p.scale_log2;  // fully masked so far: no inf - inf
-      const float alpha = exp2f(row_max[rh] * p.scale_log2 - m_scaled);
+      alpha[rh] = exp2f(row_max[rh] * p.scale_log2 - m_scaled);
       row_max[rh] = mx;
       float sum = 0.0f;
 #pragma unroll
@@ -201,15 +220,11 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
           sc[0][nj][e] = pr;
           sum += pr;
         }
-      row_sum[rh] = row_sum[rh] * alpha + sum;
-#pragma unroll
-      for (int dn = 0; dn < kDTiles; ++dn) {
-        o[dn][2 * rh] *= alpha;
-        o[dn][2 * rh + 1] *= alpha;
-      }
+      row_sum[rh] = row_sum[rh] * alpha[rh] + sum;
     }
-    // P as A fragments: S n-tiles 2ks and 2ks + 1 are k-step ks (flash_common.cuh, C -> A).
-    std::uint32_t pa[kBlockN / 16][4];
+  };
+  // P as A fragments: S n-tiles 2ks and 2ks + 1 are k-step ks (flash_common.cuh, C -> A).
+  auto p_to_fragments = [&] {
 #pragma unroll
     for (int ks = 0; ks < kBlockN / 16; ++ks) {
       pa[ks][0] = pack2<T>(sc[0][2 * ks][0], sc[0][2 * ks][1]);
@@ -217,24 +232,53 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
       pa[ks][2] = pack2<T>(sc[0][2 * ks + 1][0], sc[0][2 * ks + 1][1]);
       pa[ks][3] = pack2<T>(sc[0][2 * ks + 1][2], sc[0][2 * ks + 1][3]);
     }
+  };
+  auto phase_of = [](int j) { return static_cast<std::uint32_t>((j / kStages) & 1); };
+  // A warp releases a stage's K (V) once its MMAs that read it are complete: wgmma.wait_group is
+  // warp-synchronous, so they are complete for every lane.
+  auto release = [&](std::uint32_t bar) {
+    if (lane == 0) sm90::mbarrier_arrive(bar);
+  };
 
-    // O += P V: V's 16 key rows of k-step ks start at row 16 ks (two 8-row groups, SBO apart);
-    // its D columns are panels of 64, LBO = one panel apart.
-    wait_barrier(bars.v_full(s), phase);
-    sm90::fence_operands(o_flat);
-    sm90::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kBlockN / 16; ++ks) {
-      const std::uint64_t b = sm90::make_desc_sw128(v_stage + ks * 16 * 128, kBlockN * 128, 1024);
-      sm90::Wgmma<T, D>::template rs<1>(o_flat, pa[ks], b, 1);
-    }
-    sm90::wgmma_commit();
+  // Intra-warpgroup overlap (FA3 section 3.2): iteration j issues S_j and O += P_{j-1} V_{j-1}
+  // together, and the softmax of S_j runs while the second product is still on the tensor cores;
+  // O is rescaled by alpha_j only after it has landed (O then holds blocks < j at block j's max).
+  // P_j goes into the fragments the in-flight product reads only after it completes.
+  wait_barrier(bars.q_full(), 0);
+  wait_barrier(bars.k_full(0), phase_of(0));
+  begin_turn();
+  issue_s(0);
+  end_turn(0);
+  sm90::wgmma_wait<0>();
+  sm90::fence_operands(s_flat);
+  release(bars.k_empty(0));
+  softmax(0);  // O is still 0: nothing to rescale
+  p_to_fragments();
+  for (int j = 1; j < n_blocks; ++j) {
+    wait_barrier(bars.k_full(j % kStages), phase_of(j));
+    wait_barrier(bars.v_full((j - 1) % kStages), phase_of(j - 1));
+    begin_turn();
+    issue_s(j);
+    issue_pv(j - 1);
+    end_turn(j);
+    sm90::wgmma_wait<1>();  // S_j (groups retire in order; P_{j-1} V_{j-1} may still run)
+    sm90::fence_operands(s_flat);
+    release(bars.k_empty(j % kStages));
+    softmax(j);
     sm90::wgmma_wait<0>();
     sm90::fence_operands(o_flat);
-    // This warp has read stage s for the last time (wgmma.wait_group is warp-synchronous, so its
-    // MMAs are complete for every lane): release it.
-    if (lane == 0) sm90::mbarrier_arrive(bars.kv_empty(s));
+    release(bars.v_empty((j - 1) % kStages));
+#pragma unroll
+    for (int dn = 0; dn < kDTiles; ++dn)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[dn][e] *= alpha[e / 2];
+    p_to_fragments();
   }
+  wait_barrier(bars.v_full((n_blocks - 1) % kStages), phase_of(n_blocks - 1));
+  issue_pv(n_blocks - 1);
+  sm90::wgmma_wait<0>();
+  sm90::fence_operands(o_flat);
+  release(bars.v_empty((n_blocks - 1) % kStages));
 
   // Epilogue (as flash_forward.cu): O / l, lse = scale * max + log(l).
   T* og = static_cast<T*>(p.out) + static_cast<std::int64_t>(start) * p.q_row_stride + h * p.q_head_stride;
