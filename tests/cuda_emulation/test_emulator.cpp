@@ -177,7 +177,7 @@ TEST_CASE("emulator: mma.sync m16n8k16 computes D = A B + C from the PTX fragmen
     }
 }
 
-TEST_CASE("flash kernels (emulated): every ldmatrix is free of shared-memory bank conflicts") {
+TEST_CASE("flash kernels (emulated): every ldmatrix is free of bank conflicts; the sm90 forward loads each tile once") {
   for (const std::int64_t D : {64, 128}) {
     AttentionShape s;
     s.tokens = 300;
@@ -233,5 +233,22 @@ TEST_CASE("flash kernels (emulated): every ldmatrix is free of shared-memory ban
     CHECK(forward.ldmatrix_conflicts == 0);
     CHECK(backward.ldmatrix_conflicts == 0);
     CHECK(deterministic.ldmatrix_conflicts == 0);
+
+    // The sm90 forward (128 x 128 tiles, causal): per head, documents of 100 and 200 tokens give
+    // CTAs (doc 0, rows 0-127) with 1 key block, (doc 1, rows 0-127) with 1 and (doc 1, rows
+    // 128-255) with 2: 3 Q tiles and 4 K/V blocks a head, each brought in by the TMA exactly once
+    // (64-column panels), and per block and consumer warpgroup D/16 wgmma for S and 8 for P V.
+    emu::reset_stats();
+    cuda::flash_forward(s, t, nullptr, nullptr, cuda::FlashKernel::sm90);
+    const emu::Stats sm90 = emu::stats();
+    const std::uint64_t heads = 2, tile_bytes = 128 * static_cast<std::uint64_t>(D) * 2, panels = D / 64;
+    const std::uint64_t q_tiles = 3 * heads, kv_blocks = 4 * heads;
+    MESSAGE("D=" << D << ": sm90 forward " << sm90.wgmma << " wgmma, " << sm90.tma_loads << " TMA loads, "
+                 << sm90.tma_bytes << " bytes, " << sm90.mbarrier_waits << " completed mbarrier waits");
+    CHECK(sm90.tma_bytes == (q_tiles + 2 * kv_blocks) * tile_bytes);
+    CHECK(sm90.tma_loads == (q_tiles + 2 * kv_blocks) * panels);
+    CHECK(sm90.wgmma == kv_blocks * 2 * static_cast<std::uint64_t>(D / 16 + 8));
+    CHECK(sm90.mma == 0);
+    CHECK(sm90.ldmatrix == 0);
   }
 }
