@@ -53,8 +53,8 @@ step bench-d64 80 "$bin/bench-attn" "$h200" head_dim=64 heads=32 seq_lens=1024,4
 step bench-varlen 60 "$bin/bench-attn" "$h200" seq_lens=4096,16384 layout=dense,varlen kv_heads=4 causal=true \
   mode=fwd,bwd repeats=10 warmup=2 --quiet --output "$out/llmlab-varlen.jsonl"
 
-# The sm80-class forward (milestone 1) beside the sm90 one the sweeps above ran (milestone 2).
-step bench-sm80 60 "$bin/bench-attn" "$h200" impl=flash seq_lens=1024,4096,16384 mode=fwd flash_kernel=sm80 \
+# The sm80-class kernels (milestone 1) beside the sm90 ones the sweeps above ran (milestone 2).
+step bench-sm80 80 "$bin/bench-attn" "$h200" impl=flash seq_lens=1024,4096,16384 mode=fwd,bwd flash_kernel=sm80 \
   repeats=10 warmup=2 --quiet --output "$out/llmlab-sm80.jsonl"
 
 # The deterministic backward (dq without atomics: more recompute) against the default one above.

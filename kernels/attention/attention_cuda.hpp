@@ -60,14 +60,16 @@ std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool determi
 // Forward kernels: sm80 is the FlashAttention-2-class kernel (mma.sync, cp.async; any device of
 // compute capability 8.0+); sm90 the FlashAttention-3-style one (wgmma, TMA, warp specialisation;
 // compute capability 9.x only). Both write the same out and lse (the backward reads either);
-// automatic picks sm90 where the device has it.
+// automatic picks sm90 where the device has it. The backward likewise (sm90: flash_backward_sm90.cu's
+// main kernel between the same preprocess and dq conversion kernels); the deterministic mode
+// always runs the sm80-class kernels, whatever `kernel` says.
 enum class FlashKernel { automatic, sm80, sm90 };
 FlashKernel resolve_flash_kernel(FlashKernel requested);  // automatic -> what runs on device 0
 const char* flash_kernel_name(FlashKernel kernel);       // "auto", "sm80", "sm90"
 void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,
                    FlashKernel kernel = FlashKernel::automatic);
 void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,
-                    bool deterministic = false);
+                    bool deterministic = false, FlashKernel kernel = FlashKernel::automatic);
 
 // ---- naive (cuBLAS + softmax kernel) ----------------------------------------------------------
 // Forward materialises the probabilities of every (document, head), len x len each, in the

@@ -10,6 +10,9 @@
 // recomputed by one CTA per query block looping over the key blocks in a fixed order
 // (flash_backward_dq.cu) instead of (3); dk, dv come from the same instructions as in the
 // atomic mode, so they are bitwise the same in both modes.
+// On compute capability 9.x (FlashKernel::sm90, the automatic choice there) the atomic mode's
+// main kernel (2) is flash_backward_sm90.cu's (wgmma, TMA, warp specialisation) between the same
+// (1) and (3); the deterministic mode always runs the kernels of this file.
 #include <type_traits>
 
 #include "kernels/attention/flash_common.cuh"
@@ -291,10 +294,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
   }
 }
 
-// Atomic dQ: preprocess, key-block kernel with dQ atomics, conversion. Deterministic: preprocess
-// and the key-block kernel without dQ; the caller then runs backward_dq.
+// Atomic dQ: preprocess, key-block kernel with dQ atomics (sm90: backward_sm90's), conversion.
+// Deterministic: preprocess and the key-block kernel without dQ; the caller then runs backward_dq.
 template <typename Tr, bool kCausal, bool kAtomicDq>
-void launch_backward(const Params& p, cudaStream_t stream) {
+void launch_backward(const Params& p, bool sm90, cudaStream_t stream) {
   using T = typename Tr::T;
   constexpr int D = Tr::kHeadDim;
   const std::int64_t rows = p.tokens * p.heads;
@@ -302,7 +305,9 @@ void launch_backward(const Params& p, cudaStream_t stream) {
   LLMLAB_LAUNCH(preprocess, static_cast<unsigned>((rows + 7) / 8), 256, 0, stream)(p);
   check_cuda(cudaGetLastError(), "flash backward preprocess kernel launch");
 
-  if (p.docs > 0 && p.max_seqlen > 0) {
+  if (p.docs > 0 && p.max_seqlen > 0 && kAtomicDq && sm90) {
+    backward_sm90(p, std::is_same_v<T, __half> ? Storage::fp16 : Storage::bf16, kCausal, stream);
+  } else if (p.docs > 0 && p.max_seqlen > 0) {
     auto kernel = backward_kernel<Tr, kCausal, kAtomicDq>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
                "cudaFuncSetAttribute (flash backward shared memory)");
@@ -322,11 +327,11 @@ void launch_backward(const Params& p, cudaStream_t stream) {
 }
 
 template <typename T, int kHeadDim>
-void run_backward(const Params& p, bool causal, bool deterministic, cudaStream_t stream) {
+void run_backward(const Params& p, bool causal, bool deterministic, bool sm90, cudaStream_t stream) {
   using Tr = std::conditional_t<kHeadDim == 64, BwdTraits<64, 64, T>, BwdTraits<128, 32, T>>;
   LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
     LLMLAB_BOOL_SWITCH(deterministic, kDeterministic,
-                       [&] { launch_backward<Tr, kCausal, !kDeterministic>(p, stream); });
+                       [&] { launch_backward<Tr, kCausal, !kDeterministic>(p, sm90, stream); });
   });
 }
 
@@ -344,7 +349,7 @@ std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool determi
 }
 
 void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream_ptr,
-                    bool deterministic) {
+                    bool deterministic, FlashKernel kernel) {
   if (!flash_supported(s))
     throw Error("flash_backward: head_dim " + std::to_string(s.head_dim) + " is not compiled (64 or 128)");
   flash::check_call(s, t, "flash_backward");
@@ -361,6 +366,9 @@ void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* wo
     flash::zero_outside_docs(t.dq, t.cu_seqlens_host, s.docs, s.tokens, s.heads * s.head_dim, 2, stream,
                              "cudaMemsetAsync (flash backward dq padding)");
   if (s.tokens == 0) return;
+  // Resolved even in the deterministic mode, which ignores it: an sm90 request on a device
+  // without it fails the same way in both modes.
+  const bool sm90 = resolve_flash_kernel(kernel) == FlashKernel::sm90 && !deterministic;
   flash::Params p = flash::make_params(s, t);
   p.drow = static_cast<float*>(workspace);
   p.dq_accum = deterministic ? nullptr
@@ -369,7 +377,7 @@ void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* wo
                                                                         sizeof(float)));
   LLMLAB_STORAGE_SWITCH(t.storage, [&] {
     LLMLAB_HEADDIM_SWITCH(s.head_dim, [&] {
-      flash::run_backward<elem_type, kHeadDim>(p, s.causal, deterministic, stream);
+      flash::run_backward<elem_type, kHeadDim>(p, s.causal, deterministic, sm90, stream);
     });
   });
   if (deterministic && s.docs > 0 && s.max_seqlen > 0) flash::backward_dq(p, t.storage, s.causal, stream);

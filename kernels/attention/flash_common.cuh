@@ -207,6 +207,12 @@ void backward_dq(const Params& p, Storage storage, bool causal, cudaStream_t str
 // p.max_seqlen > 0.
 void forward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream);
 
+// The Hopper backward's main kernel (flash_backward_sm90.cu), in place of flash_backward.cu's
+// atomic-dQ key-block kernel: dk, dv written, dQ's unscaled sum added to p.dq_accum with fp32
+// atomics (the preprocess must have run: p.drow filled, p.dq_accum zeroed); same device and
+// p.docs, p.max_seqlen needs as forward_sm90.
+void backward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream);
+
 // ---- device helpers --------------------------------------------------------------------------
 
 template <typename T>

@@ -15,14 +15,8 @@
 // Not yet done: the TMA store of O, FP8, tile sizes beyond 128 x 128 (FA3 uses 128 x 176 for
 // non-causal D = 128), a persistent tile scheduler.
 // Written without a GPU: tested on the CPU emulator (tests/cuda_emulation), not yet timed.
-#include <cuda.h>
-#ifndef LLMLAB_CUDA_EMULATION
-#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled_v12000 (the emulator's cuda.h has it)
-#endif
-
-#include <type_traits>
-
 #include "kernels/attention/flash_common.cuh"
+#include "kernels/attention/flash_sm90_common.cuh"
 #include "kernels/attention/sm90_ptx.cuh"
 
 namespace llmlab::cuda {
@@ -61,11 +55,6 @@ struct Sm90Barriers {
   __device__ __forceinline__ std::uint32_t k_empty(int s) const { return base + 8 * (1 + 2 * Tr::kStages + s); }
   __device__ __forceinline__ std::uint32_t v_empty(int s) const { return base + 8 * (1 + 3 * Tr::kStages + s); }
 };
-
-__device__ __forceinline__ void wait_barrier(std::uint32_t bar, std::uint32_t parity) {
-  while (!sm90::mbarrier_try_wait_parity(bar, parity)) {
-  }
-}
 
 // The producer's elected thread: Q once, then key block j of the document into stage j % kStages:
 // its K once every consumer warp has released the stage's previous K (block j - kStages; K is
@@ -298,38 +287,6 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     }
   }
 #endif
-}
-
-// cuTensorMapEncodeTiled from the driver, found through the runtime (no link against libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult status{};
-    check_cuda(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &status),
-               "cudaGetDriverEntryPointByVersion (cuTensorMapEncodeTiled)");
-    if (!fn || status != cudaDriverEntryPointSuccess)
-      throw Error("flash forward (sm90): the CUDA driver has no cuTensorMapEncodeTiled (driver older than 12.0)");
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
-// [tokens, heads, D] tensor, boxes of 64 columns x 1 head x box_rows rows, 128B swizzle; rows
-// past the tensor's end read as zero.
-template <typename T>
-CUtensorMap make_tensor_map(const void* data, std::int64_t tokens, int heads, int head_dim, int box_rows) {
-  CUtensorMap map{};
-  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(head_dim), static_cast<cuuint64_t>(heads),
-                              static_cast<cuuint64_t>(tokens)};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(head_dim) * 2, static_cast<cuuint64_t>(heads) * head_dim * 2};
-  const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(box_rows)};
-  const cuuint32_t element_strides[3] = {1, 1, 1};
-  const CUresult r = tensor_map_encoder()(
-      &map, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
-      const_cast<void*>(data), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) throw Error("flash forward (sm90): cuTensorMapEncodeTiled failed (" + std::to_string(r) + ")");
-  return map;
 }
 
 template <typename Tr, bool kCausal>

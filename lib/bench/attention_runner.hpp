@@ -58,7 +58,7 @@ AttentionShape attention_shape(const AttentionCase& c);
 // CPU: ops/cpu's flash or naive kernels in fp32, `threads` OpenMP threads (0 = all cores).
 std::unique_ptr<AttentionRunner> make_cpu_attention_runner(AttentionImpl impl, int threads);
 // CUDA: kernels/attention in bf16 or fp16; `deterministic` picks flash's backward without
-// atomics, `flash_kernel` its forward kernel. Throws Error when this build has no CUDA or no
+// atomics, `flash_kernel` its forward kernel and (atomic mode) its backward main kernel. Throws Error when this build has no CUDA or no
 // device is present, InputError (bench.flash_kernel) for sm90 where it cannot run.
 std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic,
                                                             BenchFlashKernel flash_kernel = BenchFlashKernel::automatic);

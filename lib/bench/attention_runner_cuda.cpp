@@ -97,7 +97,7 @@ class CudaAttentionRunner final : public AttentionRunner {
 
   void backward() override {
     if (impl_ == AttentionImpl::flash)
-      cuda::flash_backward(shape_, tensors(0), backward_workspace_.get(), nullptr, deterministic_);
+      cuda::flash_backward(shape_, tensors(0), backward_workspace_.get(), nullptr, deterministic_, kernel_);
     else cuda::naive_backward(shape_, tensors(0), saved_.get(), backward_workspace_.get(), nullptr);
   }
 

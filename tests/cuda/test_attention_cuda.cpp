@@ -3,8 +3,9 @@
 // max abs error is at most twice the naive kernel's (same storage precision) plus 1e-3, both are
 // finite, and tokens outside every document get exactly 0. The deterministic flash backward
 // meets the same rule, its dk and dv are bitwise the default mode's, and a second run reproduces
-// its dq, dk, dv bit for bit. Both forward kernels (sm80, and sm90 where the device has it) are
-// checked, and the backward on each one's out and lse.
+// its dq, dk, dv bit for bit. Both kernel families are checked: sm80 (forward, and the backward
+// in both modes on its out and lse) and, where the device has it, sm90 (forward, and the sm90
+// backward on its out and lse).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -185,13 +186,13 @@ Result run_naive(const Problem& p) {
   return d.download_all();
 }
 
-// The sm90 forward kernel runs where the device has it (a Hopper GPU, or the emulator).
+// The sm90 kernels run where the device has them (a Hopper GPU, or the emulator).
 bool have_sm90() { return cuda::resolve_flash_kernel(cuda::FlashKernel::automatic) == cuda::FlashKernel::sm90; }
 
-// One flash forward by the sm80 kernel, then on its out and lse the backward in the default
+// One flash forward by the sm80 kernel, then on its out and lse the sm80 backward in the default
 // (atomic dQ) mode and twice in the deterministic mode; each backward starts from garbage
-// gradients. Where the sm90 forward exists: it too, from garbage out and lse, and the default
-// backward on its out and lse.
+// gradients. Where the sm90 kernels exist: the sm90 forward too, from garbage out and lse, and
+// the sm90 backward (atomic dQ) on its out and lse.
 struct FlashRuns {
   Result atomic, deterministic, deterministic_again;
   bool has_sm90 = false;
@@ -203,21 +204,22 @@ FlashRuns run_flash(const Problem& p) {
   DeviceBuffer fwd_ws(std::max<std::size_t>(cuda::flash_forward_workspace_bytes(p.s), 1));
   cuda::flash_forward(p.s, d.t, fwd_ws.get(), nullptr, cuda::FlashKernel::sm80);
   FlashRuns r;
-  auto backward = [&](Result& result, bool deterministic) {
+  auto backward = [&](Result& result, bool deterministic, cuda::FlashKernel kernel) {
     DeviceBuffer bwd_ws(std::max<std::size_t>(cuda::flash_backward_workspace_bytes(p.s, deterministic), 1));
     d.spoil_gradients();
-    cuda::flash_backward(p.s, d.t, bwd_ws.get(), nullptr, deterministic);
+    cuda::flash_backward(p.s, d.t, bwd_ws.get(), nullptr, deterministic, kernel);
     cuda::synchronize();
     result = d.download_all();
   };
-  for (Result* result : {&r.atomic, &r.deterministic, &r.deterministic_again}) backward(*result, result != &r.atomic);
+  for (Result* result : {&r.atomic, &r.deterministic, &r.deterministic_again})
+    backward(*result, result != &r.atomic, cuda::FlashKernel::sm80);
   r.has_sm90 = have_sm90();
   if (r.has_sm90) {
     DeviceProblem d90(p);  // fresh garbage in out and lse
     cuda::flash_forward(p.s, d90.t, fwd_ws.get(), nullptr, cuda::FlashKernel::sm90);
     d.t.out = d90.t.out;
     d.t.lse = d90.t.lse;
-    backward(r.sm90, false);
+    backward(r.sm90, false, cuda::FlashKernel::sm90);
     const Result forward = d90.download_all();
     r.sm90.out = forward.out;
     r.sm90.lse = forward.lse;
@@ -292,11 +294,11 @@ void check_problem(const Problem& p) {
   if (flash.has_sm90) {
     check_tensor("out", p, "flash sm90", flash.sm90.out, naive.out, ref.out, false);
     check_tensor("lse", p, "flash sm90", flash.sm90.lse, naive.lse, ref.lse, true);
-    check_tensor("dq", p, "flash (sm90 forward)", flash.sm90.dq, naive.dq, ref.dq, false);
-    check_tensor("dk", p, "flash (sm90 forward)", flash.sm90.dk, naive.dk, ref.dk, false);
-    check_tensor("dv", p, "flash (sm90 forward)", flash.sm90.dv, naive.dv, ref.dv, false);
+    check_tensor("dq", p, "flash sm90", flash.sm90.dq, naive.dq, ref.dq, false);
+    check_tensor("dk", p, "flash sm90", flash.sm90.dk, naive.dk, ref.dk, false);
+    check_tensor("dv", p, "flash sm90", flash.sm90.dv, naive.dv, ref.dv, false);
   } else {
-    MESSAGE("the sm90 forward is not checked: " << (cuda::device_name()) << " does not run it");
+    MESSAGE("the sm90 kernels are not checked: " << (cuda::device_name()) << " does not run it");
   }
   for (const auto& [which, r] : {std::pair<const char*, const Result*>{"flash", &flash.atomic},
                                  std::pair<const char*, const Result*>{"flash deterministic", &flash.deterministic}}) {

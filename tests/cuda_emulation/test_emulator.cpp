@@ -214,7 +214,7 @@ TEST_CASE("flash kernels (emulated): every ldmatrix is free of bank conflicts; t
     cuda::flash_forward(s, t, nullptr, nullptr, cuda::FlashKernel::sm80);
     const emu::Stats forward = emu::stats();
     emu::reset_stats();
-    cuda::flash_backward(s, t, ws.get(), nullptr);
+    cuda::flash_backward(s, t, ws.get(), nullptr, false, cuda::FlashKernel::sm80);
     const emu::Stats backward = emu::stats();
     emu::reset_stats();
     cuda::flash_backward(s, t, ws.get(), nullptr, true);  // the atomic mode's workspace is the larger
