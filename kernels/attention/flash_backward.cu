@@ -276,22 +276,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
   }
 
   // dK = scale * sum dS^T Q, dV = sum P^T dO, rows kb + key0 + g (+8), in the storage type.
-  const std::int64_t base = (static_cast<std::int64_t>(start) + kb + key0) * p.kv_row_stride + kvh * p.kv_head_stride;
-  T* dkg = static_cast<T*>(p.dk) + base;
-  T* dvg = static_cast<T*>(p.dv) + base;
-#pragma unroll
-  for (int rh = 0; rh < 2; ++rh) {
-    const int row = g + 8 * rh;
-    if (kb + key0 + row < len) {
-      const std::int64_t off = static_cast<std::int64_t>(row) * p.kv_row_stride + 2 * t4;
-#pragma unroll
-      for (int dn = 0; dn < kDTiles; ++dn) {
-        *reinterpret_cast<std::uint32_t*>(dkg + off + dn * 8) =
-            pack2<T>(dk[dn][2 * rh] * p.scale, dk[dn][2 * rh + 1] * p.scale);
-        *reinterpret_cast<std::uint32_t*>(dvg + off + dn * 8) = pack2<T>(dv[dn][2 * rh], dv[dn][2 * rh + 1]);
-      }
-    }
-  }
+  store_key_gradients<T, kDTiles>(p, static_cast<std::int64_t>(start) + kb + key0, kvh, len - (kb + key0), &dk[0][0],
+                                  &dv[0][0], g, t4);
 }
 
 // Atomic dQ: preprocess, key-block kernel with dQ atomics (sm90: backward_sm90's), conversion.

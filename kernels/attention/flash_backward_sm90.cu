@@ -326,22 +326,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   }
 
   // dK = scale * sum dS^T Q, dV = sum P^T dO, keys kb + key0 + g (+8), in the storage type.
-  const std::int64_t row0 = (static_cast<std::int64_t>(start) + kb + key0) * p.kv_row_stride + kvh * p.kv_head_stride;
-  T* dkg = static_cast<T*>(p.dk) + row0;
-  T* dvg = static_cast<T*>(p.dv) + row0;
-#pragma unroll
-  for (int rh = 0; rh < 2; ++rh) {
-    const int row = g + 8 * rh;
-    if (kb + key0 + row < len) {
-      const std::int64_t off = static_cast<std::int64_t>(row) * p.kv_row_stride + 2 * t4;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        *reinterpret_cast<std::uint32_t*>(dkg + off + 8 * j) =
-            pack2<T>(dk[4 * j + 2 * rh] * p.scale, dk[4 * j + 2 * rh + 1] * p.scale);
-        *reinterpret_cast<std::uint32_t*>(dvg + off + 8 * j) = pack2<T>(dv[4 * j + 2 * rh], dv[4 * j + 2 * rh + 1]);
-      }
-    }
-  }
+  store_key_gradients<T, D / 8>(p, static_cast<std::int64_t>(start) + kb + key0, kvh, len - (kb + key0), dk, dv, g, t4);
 #endif
 }
 

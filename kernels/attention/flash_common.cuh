@@ -520,4 +520,29 @@ __device__ __forceinline__ void mask_scores(float (&s)[kMTiles][kNTiles][4], int
   }
 }
 
+// The key-block backward kernels' epilogue (sm80 and sm90): dK = scale * dk and dV = dv for one
+// warp's 16 keys, in the storage type. dk, dv hold kDTiles n-tiles of the accumulator fragment
+// (element 4 j + e: key row g + 8 (e / 2), column 8 j + 2 t4 + e % 2); first_key is the warp's
+// first key as a token index, valid_keys how many of its 16 lie inside the document.
+template <typename T, int kDTiles>
+__device__ __forceinline__ void store_key_gradients(const Params& p, std::int64_t first_key, int kvh, int valid_keys,
+                                                    const float* dk, const float* dv, int g, int t4) {
+  const std::int64_t base = first_key * p.kv_row_stride + kvh * p.kv_head_stride;
+  T* dkg = static_cast<T*>(p.dk) + base;
+  T* dvg = static_cast<T*>(p.dv) + base;
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    const int row = g + 8 * rh;
+    if (row < valid_keys) {
+      const std::int64_t off = static_cast<std::int64_t>(row) * p.kv_row_stride + 2 * t4;
+#pragma unroll
+      for (int j = 0; j < kDTiles; ++j) {
+        *reinterpret_cast<std::uint32_t*>(dkg + off + 8 * j) =
+            pack2<T>(dk[4 * j + 2 * rh] * p.scale, dk[4 * j + 2 * rh + 1] * p.scale);
+        *reinterpret_cast<std::uint32_t*>(dvg + off + 8 * j) = pack2<T>(dv[4 * j + 2 * rh], dv[4 * j + 2 * rh + 1]);
+      }
+    }
+  }
+}
+
 }  // namespace llmlab::cuda::flash
