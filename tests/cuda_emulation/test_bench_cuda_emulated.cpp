@@ -1,7 +1,8 @@
 // bench-attn's CUDA path end to end on the emulated device: the sweep drives the CUDA runner
 // (lib/bench/attention_runner_cuda.cpp, compiled into this test with LLMLAB_HAVE_CUDA) through
 // uploads, both kernels, every mode, event timing, downloads and the float64 reference's error
-// rule in bf16 and fp16; the deterministic backward is marked so in the rows.
+// rule in bf16 and fp16; the deterministic backward is marked so in the rows, and the flash
+// kernel family that ran (bench.flash_kernel: sm90 by default here, sm80 on request) too.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -39,6 +40,9 @@ TEST_CASE("bench-attn on the emulated CUDA device: every impl and mode measured 
       AttentionBenchSettings s = emulated_settings();
       s.dtype = dtype;
       s.deterministic = deterministic;
+      // bench.flash_kernel: auto is the sm90 kernels on the emulated 9.0 device; sm80 asked for.
+      s.flash_kernel = dtype == BenchDtype::bf16 ? BenchFlashKernel::automatic : BenchFlashKernel::sm80;
+      const std::string kernel = dtype == BenchDtype::bf16 ? "sm90" : "sm80";
       const std::vector<AttentionRow> rows = run_attention_sweep(s, {});
       REQUIRE(rows.size() == 2 * 2 * 2 * 3);  // lengths x layouts x impls x modes
       for (const AttentionRow& r : rows) {
@@ -53,6 +57,7 @@ TEST_CASE("bench-attn on the emulated CUDA device: every impl and mode measured 
         CHECK(r.max_abs_err < 0.05);  // 16-bit storage: rounding of O(1) values
         CHECK(r.memory_bytes > 0);
         CHECK(r.deterministic == (r.impl == "naive" || deterministic));
+        CHECK(r.kernel == (r.impl == "flash" ? kernel : std::string()));
         if (r.impl == "flash") CHECK(r.naive_err > 0);
       }
     }
