@@ -520,6 +520,36 @@ __device__ __forceinline__ void mask_scores(float (&s)[kMTiles][kNTiles][4], int
   }
 }
 
+// One online-softmax step of a 16-row tile's scores s (kNTiles C fragments of one key block, masked
+// scores -inf): per row half rh (row g, g + 8) the new max over the quad, s turned into
+// probabilities exp2(scale_log2 (s - max)), the running sum rescaled and added to, and alpha[rh]
+// the factor the output accumulated so far must be rescaled by. Shared by both forward kernels.
+template <int kNTiles>
+__device__ __forceinline__ void online_softmax(float (&s)[kNTiles][4], float (&row_max)[2], float (&row_sum)[2],
+                                               float scale_log2, float (&alpha)[2]) {
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    float mx = row_max[rh];
+#pragma unroll
+    for (int nj = 0; nj < kNTiles; ++nj) mx = fmaxf(mx, fmaxf(s[nj][2 * rh], s[nj][2 * rh + 1]));
+    mx = quad_max(mx);
+    // A row with every score so far masked keeps max -inf: subtract 0 instead (no inf - inf).
+    const float m_scaled = mx == -INFINITY ? 0.0f : mx * scale_log2;
+    alpha[rh] = exp2f(row_max[rh] * scale_log2 - m_scaled);  // 0 when the old max is -inf
+    row_max[rh] = mx;
+    float sum = 0.0f;
+#pragma unroll
+    for (int nj = 0; nj < kNTiles; ++nj)
+#pragma unroll
+      for (int e = 2 * rh; e < 2 * rh + 2; ++e) {
+        const float pr = exp2f(fmaf(s[nj][e], scale_log2, -m_scaled));  // masked: exp2(-inf) = 0
+        s[nj][e] = pr;
+        sum += pr;
+      }
+    row_sum[rh] = row_sum[rh] * alpha[rh] + sum;
+  }
+}
+
 // The key-block backward kernels' epilogue (sm80 and sm90): dK = scale * dk and dV = dv for one
 // warp's 16 keys, in the storage type. dk, dv hold kDTiles n-tiles of the accumulator fragment
 // (element 4 j + e: key row g + 8 (e / 2), column 8 j + 2 t4 + e % 2); first_key is the warp's

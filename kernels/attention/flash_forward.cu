@@ -126,35 +126,16 @@ __global__ void __launch_bounds__(Tr::kThreads) forward_kernel(const Params p) {
           },
           k_tile, k_lane);
       mask_scores<kCausal>(s, qb + warp_row0, kb, len, g, t4);
-      // Online softmax: new max over the quad (the 4 lanes sharing a row), rescale O and the sum.
+      // Online softmax (per row, over the quad of lanes sharing it), then O rescaled.
 #pragma unroll
-      for (int mi = 0; mi < kMTiles; ++mi)
+      for (int mi = 0; mi < kMTiles; ++mi) {
+        float alpha[2];
+        online_softmax(s[mi], row_max[mi], row_sum[mi], p.scale_log2, alpha);
 #pragma unroll
-        for (int rh = 0; rh < 2; ++rh) {
-          float mx = row_max[mi][rh];
+        for (int dn = 0; dn < kDTiles; ++dn)
 #pragma unroll
-          for (int nj = 0; nj < kNTiles; ++nj) mx = fmaxf(mx, fmaxf(s[mi][nj][2 * rh], s[mi][nj][2 * rh + 1]));
-          mx = quad_max(mx);
-          // A row with every score so far masked keeps max -inf: subtract 0 instead (no inf - inf).
-          const float m_scaled = mx == -INFINITY ? 0.0f : mx * p.scale_log2;
-          const float alpha = exp2f(row_max[mi][rh] * p.scale_log2 - m_scaled);  // 0 when the old max is -inf
-          row_max[mi][rh] = mx;
-          float sum = 0.0f;
-#pragma unroll
-          for (int nj = 0; nj < kNTiles; ++nj)
-#pragma unroll
-            for (int e = 2 * rh; e < 2 * rh + 2; ++e) {
-              const float pr = exp2f(fmaf(s[mi][nj][e], p.scale_log2, -m_scaled));  // masked: exp2(-inf) = 0
-              s[mi][nj][e] = pr;
-              sum += pr;
-            }
-          row_sum[mi][rh] = row_sum[mi][rh] * alpha + sum;
-#pragma unroll
-          for (int dn = 0; dn < kDTiles; ++dn) {
-            o[mi][dn][2 * rh] *= alpha;
-            o[mi][dn][2 * rh + 1] *= alpha;
-          }
-        }
+          for (int e = 0; e < 4; ++e) o[mi][dn][e] *= alpha[e / 2];
+      }
       // O += P V: P's A fragments come straight from S's C fragments, V is B with .trans.
       warp_mma_cb<T>(o, s, v_tile, v_lane);
     }

@@ -191,26 +191,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   float alpha[2];
   auto softmax = [&](int j) {
     mask_scores<kCausal>(sc, row0, j * kBlockN, len, g, t4);
-#pragma unroll
-    for (int rh = 0; rh < 2; ++rh) {
-      float mx = row_max[rh];
-#pragma unroll
-      for (int nj = 0; nj < kNTiles; ++nj) mx = fmaxf(mx, fmaxf(sc[0][nj][2 * rh], sc[0][nj][2 * rh + 1]));
-      mx = quad_max(mx);
-      const float m_scaled = mx == -INFINITY ? 0.0f : mx * p.scale_log2;  // fully masked so far: no inf - inf
-      alpha[rh] = exp2f(row_max[rh] * p.scale_log2 - m_scaled);
-      row_max[rh] = mx;
-      float sum = 0.0f;
-#pragma unroll
-      for (int nj = 0; nj < kNTiles; ++nj)
-#pragma unroll
-        for (int e = 2 * rh; e < 2 * rh + 2; ++e) {
-          const float pr = exp2f(fmaf(sc[0][nj][e], p.scale_log2, -m_scaled));
-          sc[0][nj][e] = pr;
-          sum += pr;
-        }
-      row_sum[rh] = row_sum[rh] * alpha[rh] + sum;
-    }
+    online_softmax(sc[0], row_max, row_sum, p.scale_log2, alpha);
   };
   // P as A fragments: S n-tiles 2ks and 2ks + 1 are k-step ks (flash_common.cuh, C -> A).
   auto p_to_fragments = [&] {
