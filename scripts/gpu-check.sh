@@ -1,79 +1,144 @@
 #!/usr/bin/env bash
-# The project's one prepared GPU check (an H100/H200 with nvcc, about 8 minutes): builds with
-# CUDA, runs the CUDA unit tests (every kernel against the CPU reference), bench-attn's CUDA
-# sweep (recipes/bench/attention_h200.yaml, shortened) with head dims 128 and 64 (the sm90
-# forward), a varlen run, the sm80-class forward and the deterministic backward, PyTorch's scaled_dot_product_attention (flash and cuDNN backends) on the same shapes as
-# the anchor, and prints a short table last. Every step has a time limit and a log; a failing
-# step is reported and the rest still run, so one call gives all the evidence there is.
-# Writes OUT_DIR/{summary.txt, *.log, llmlab*.jsonl, torch.jsonl, attention-gpu.png}.
+# The project's one prepared GPU check, sized for a lent H100/H200 (15 minutes of device time,
+# its start included): runs the CUDA unit tests (every kernel against the CPU reference), then
+# bench-attn's CUDA sweeps (recipes/bench/attention_h200.yaml) beside PyTorch's
+# scaled_dot_product_attention (flash and cuDNN backends) as the anchor, most important first:
+# head dim 128 and torch on it, varlen + GQA, the sm80-class kernels, head dim 64, the
+# deterministic backward. It prints a short table last.
+#
+# Binaries: a bundle built here by scripts/gpu-bundle.sh and carried along
+# (run(carry=[".gpu-bundle"], command="scripts/gpu-check.sh $OUT", timeout_s=540)); the GPU
+# machine has nvcc but not our Debian libraries, and compiling the kernels would eat the lease.
+# Without a bundle (or with GPU_CHECK_BUILD=1) it builds with CUDA, which needs the
+# dependencies of scripts/setup.sh.
+#
+# Time: every step has a limit and the whole check a budget (GPU_CHECK_BUDGET_S, default 450 s);
+# a step that would start past the budget is skipped and said so. A failing step is reported
+# and the rest still run, so one call gives all the evidence there is.
+#
+# OUT_DIR receives at most four files (a device call brings back eight): summary.txt (the step
+# log and the table), attention-gpu.png, results.jsonl (every bench-attn and torch row) and
+# gpu-check.tar.gz (every log, the rows by step, nvidia-smi), refreshed after every step so
+# that a check cut short still returns what it measured.
 # Usage: scripts/gpu-check.sh OUT_DIR
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: scripts/gpu-check.sh OUT_DIR}"
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d /tmp/gpu-check.XXXXXX)         # logs and rows, packed into OUT_DIR
+unpacked=$(mktemp -d /tmp/gpu-check-bundle.XXXXXX)  # the bundle's binaries, not packed
+trap 'rm -rf "$work" "$unpacked"' EXIT
 summary="$out/summary.txt"
 : >"$summary"
 t0=$(date +%s)
+budget="${GPU_CHECK_BUDGET_S:-450}"
+
 note() { echo "gpu-check [$(($(date +%s) - t0))s]: $*" | tee -a "$summary"; }
-step() {  # NAME LIMIT_S COMMAND...: runs with a time limit, output in OUT_DIR/NAME.log
+pack() {  # refreshes OUT_DIR's copies of the logs and rows
+  # torch_attention.py prints other lines among its JSON rows: keep the rows only.
+  cat "$work"/*.jsonl 2>/dev/null | grep '^{' >"$out/results.jsonl.tmp"; mv "$out/results.jsonl.tmp" "$out/results.jsonl"
+  tar -C "$work" -czf "$out/gpu-check.tar.gz.tmp" . && mv "$out/gpu-check.tar.gz.tmp" "$out/gpu-check.tar.gz"
+}
+# step NAME LIMIT_S COMMAND...: runs with min(LIMIT_S, what is left of the budget); stderr (and
+# stdout, unless ROWS names a file for it) in WORK/NAME.log.
+ROWS=""
+step() {
   local name="$1" limit="$2"; shift 2
-  local s=$(date +%s)
-  timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
-  local rc=$?
+  local left=$((budget - ($(date +%s) - t0)))
+  if [ "$left" -lt 20 ]; then note "$name: SKIPPED (the ${budget} s budget is spent)"; ROWS=""; return 3; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local s=$(date +%s) rc
+  if [ -n "$ROWS" ]; then timeout --kill-after=10 "$limit" "$@" >"$work/$ROWS" 2>"$work/$name.log"
+  else timeout --kill-after=10 "$limit" "$@" >"$work/$name.log" 2>&1; fi
+  rc=$?
   if [ $rc -eq 0 ]; then note "$name: ok ($(($(date +%s) - s)) s)"
-  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then note "$name: TIMED OUT after $limit s (see $name.log)"
-  else note "$name: FAILED with exit code $rc (see $name.log)"; fi
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then note "$name: TIMED OUT after $limit s (rows so far kept; see $name.log)"
+  else note "$name: FAILED with exit code $rc (see $name.log: $(tail -1 "$work/$name.log" | cut -c1-160))"; fi
+  ROWS=""
+  pack
   return $rc
 }
 
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$out/nvidia-smi.txt" 2>&1 ||
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$work/nvidia-smi.txt" 2>&1 ||
   note "nvidia-smi failed"
-note "device: $(tail -n +2 "$out/nvidia-smi.txt" | head -1)"
-scripts/setup.sh >"$out/setup.log" 2>&1 || note "setup.sh failed (no network?); building with what is installed"
+note "device: $(tail -n +2 "$work/nvidia-smi.txt" | head -1)"
 
-build=build/gpu
-step configure 120 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMLAB_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90a -DLLMLAB_WERROR=OFF &&
-  step build 300 cmake --build "$build" -j "$(nproc)" --target bench-attn llmlab_cuda_tests
-if [ ! -x "$build/bin/bench-attn" ]; then
-  tail -40 "$out/build.log" "$out/configure.log" 2>/dev/null
-  note "no binaries: stopping"
-  exit 1
+# --- binaries: the carried bundle, else a build here --------------------------------------
+bin=""
+bundle=.gpu-bundle/llmlab-gpu.tar.xz
+if [ -f "$bundle" ] && [ -z "${GPU_CHECK_BUILD:-}" ]; then
+  tar -C "$unpacked" -xJf "$bundle"
+  root="$unpacked/llmlab-gpu"
+  built_from=$(awk '$1 == "source_hash" {print $2}' "$root/manifest.txt")
+  if [ "$built_from" != "$(scripts/gpu-source-hash.sh)" ]; then
+    note "WARNING: the bundle was built from other sources than this tree (rebuild: scripts/gpu-bundle.sh)"
+  fi
+  note "bundle: $(grep -E '^(git|built)' "$root/manifest.txt" | tr '\n' ' ')"
+  # The CUDA libraries the bundle leaves to this machine: the toolkit's, else a pip wheel's.
+  libpath="$root/lib"
+  for so in $(awk '$1 == "device_libs" {$1 = ""; print}' "$root/manifest.txt"); do
+    found=$(ldconfig -p | awk -v so="$so" '$1 == so {print $NF; exit}')
+    [ -n "$found" ] || found=$(find /usr/local/cuda*/lib64/ /usr/local/cuda*/lib/ /usr/local/cuda*/targets/*/lib/ \
+      "$(python3 -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null)/nvidia" \
+      -name "$so" 2>/dev/null | head -1)
+    if [ -n "$found" ]; then libpath="$libpath:$(dirname "$found")"; else note "WARNING: $so not found on this machine"; fi
+  done
+  export LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  if "$root/bin/bench-attn" --help >"$work/bundle-check.log" 2>&1; then
+    bin="$root/bin"
+  else
+    note "the bundle's bench-attn does not start here ($(tail -1 "$work/bundle-check.log")); building instead"
+    ldd "$root/bin/bench-attn" >>"$work/bundle-check.log" 2>&1
+  fi
 fi
-bin="$build/bin"
+if [ -z "$bin" ]; then
+  timeout 60 scripts/setup.sh >"$work/setup.log" 2>&1 || note "setup.sh failed (no network?); building with what is installed"
+  build=build/gpu
+  step configure 120 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMLAB_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90a -DLLMLAB_WERROR=OFF &&
+    step build 400 cmake --build "$build" -j "$(nproc)" --target bench-attn llmlab_cuda_tests
+  if [ ! -x "$build/bin/bench-attn" ]; then
+    tail -20 "$work/configure.log" "$work/build.log" 2>/dev/null
+    note "no binaries: stopping"
+    pack
+    exit 1
+  fi
+  bin="$build/bin"
+fi
+pack
 
-step cuda-tests 150 "$bin/llmlab_cuda_tests"
-grep -E "test cases|assertions|SKIP|ERROR" "$out/cuda-tests.log" | head -20 | sed 's/^/  /' | tee -a "$summary"
+# --- correctness -------------------------------------------------------------------------
+step cuda-tests 120 "$bin/llmlab_cuda_tests"
+grep -E "test cases|assertions|SKIP|ERROR|FAILED" "$work/cuda-tests.log" | head -20 | sed 's/^/  /' | tee -a "$summary"
 
+# --- speed, most important first -----------------------------------------------------------
 h200=recipes/bench/attention_h200.yaml
-step bench-d128 200 "$bin/bench-attn" "$h200" repeats=10 warmup=2 --quiet --output "$out/llmlab-d128.jsonl"
-step bench-d64 80 "$bin/bench-attn" "$h200" head_dim=64 heads=32 seq_lens=1024,4096,16384 mode=fwd,bwd \
-  repeats=10 warmup=2 --quiet --output "$out/llmlab-d64.jsonl"
+bench=("$bin/bench-attn" "$h200" repeats=10 warmup=2 --quiet --json)
+torch=(python3 scripts/bench/torch_attention.py --device cuda --dtype bf16 --impls flash,cudnn --tokens 16384
+  --warmup 2 --repeats 10 --rotate-bytes 536870912)
+export PYTHONUNBUFFERED=1
+
+ROWS=llmlab-d128.jsonl step bench-d128 150 "${bench[@]}"
+ROWS=torch-d128.jsonl step torch-d128 120 "${torch[@]}" --seq-lens 512,1024,2048,4096,8192,16384 --head-dims 128 \
+  --heads 16 --causal false,true --modes fwd,bwd,fwd_bwd
 # Packed documents (lognormal lengths) beside dense rows, and GQA 16/4 (Llama-style).
-step bench-varlen 60 "$bin/bench-attn" "$h200" seq_lens=4096,16384 layout=dense,varlen kv_heads=4 causal=true \
-  mode=fwd,bwd repeats=10 warmup=2 --quiet --output "$out/llmlab-varlen.jsonl"
-
+ROWS=llmlab-varlen.jsonl step bench-varlen 50 "${bench[@]}" impl=flash seq_lens=4096,16384 layout=dense,varlen \
+  kv_heads=4 causal=true mode=fwd,bwd
 # The sm80-class kernels (milestone 1) beside the sm90 ones the sweeps above ran (milestone 2).
-step bench-sm80 80 "$bin/bench-attn" "$h200" impl=flash seq_lens=1024,4096,16384 mode=fwd,bwd flash_kernel=sm80 \
-  repeats=10 warmup=2 --quiet --output "$out/llmlab-sm80.jsonl"
-
+ROWS=llmlab-sm80.jsonl step bench-sm80 50 "${bench[@]}" impl=flash seq_lens=1024,4096,16384 mode=fwd,bwd \
+  flash_kernel=sm80
+ROWS=llmlab-d64.jsonl step bench-d64 50 "${bench[@]}" head_dim=64 heads=32 seq_lens=1024,4096,16384 mode=fwd,bwd
+ROWS=torch-d64.jsonl step torch-d64 50 "${torch[@]}" --seq-lens 1024,4096,16384 --head-dims 64 --heads 32 \
+  --causal false,true --modes fwd,bwd
 # The deterministic backward (dq without atomics: more recompute) against the default one above.
-step bench-det 60 "$bin/bench-attn" "$h200" impl=flash seq_lens=4096,16384 mode=bwd deterministic=true \
-  repeats=10 warmup=2 --quiet --output "$out/llmlab-det.jsonl"
+ROWS=llmlab-det.jsonl step bench-det 40 "${bench[@]}" impl=flash seq_lens=4096,16384 mode=bwd deterministic=true
 
-step torch 200 python3 scripts/bench/torch_attention.py --device cuda --dtype bf16 --impls flash,cudnn \
-  --seq-lens 512,1024,2048,4096,8192,16384 --head-dims 128 --heads 16 --tokens 16384 --causal false,true \
-  --modes fwd,bwd,fwd_bwd --warmup 2 --repeats 10 --rotate-bytes 536870912
-grep '^{' "$out/torch.log" >"$out/torch.jsonl" 2>/dev/null
-step torch-d64 80 python3 scripts/bench/torch_attention.py --device cuda --dtype bf16 --impls flash,cudnn \
-  --seq-lens 1024,4096,16384 --head-dims 64 --heads 32 --tokens 16384 --causal false,true --modes fwd,bwd \
-  --warmup 2 --repeats 10 --rotate-bytes 536870912
-grep '^{' "$out/torch-d64.log" >>"$out/torch.jsonl" 2>/dev/null
-
-python3 scripts/plot-attn.py --out "$out/attention-gpu.png" "$out"/llmlab-*.jsonl "$out/torch.jsonl" \
-  >"$out/plot.log" 2>&1 || note "plot skipped (no matplotlib?)"
+# --- the figure and the table --------------------------------------------------------------
+pack
+python3 scripts/plot-attn.py --out "$out/attention-gpu.png" "$out/results.jsonl" >"$work/plot.log" 2>&1 ||
+  note "plot skipped: $(tail -1 "$work/plot.log")"
 note "done in $(($(date +%s) - t0)) s"
 echo
-python3 scripts/bench/attn_summary.py "$out"/llmlab-d128.jsonl "$out"/llmlab-d64.jsonl "$out"/llmlab-varlen.jsonl \
-  "$out"/llmlab-det.jsonl "$out"/llmlab-sm80.jsonl \
-  "$out/torch.jsonl" | tee -a "$summary"
+python3 scripts/bench/attn_summary.py "$out/results.jsonl" | tee -a "$summary"
+pack
