@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one prepared GPU check, sized for a lent H100/H200 (15 minutes of device time,
-# its start included): runs the CUDA unit tests (every kernel against the CPU reference), then
+# its start included): runs the CUDA unit tests (every kernel against the CPU reference; the
+# sm80-class kernels first on their own), then
 # bench-attn's CUDA sweeps (recipes/bench/attention_h200.yaml) beside PyTorch's
 # scaled_dot_product_attention (flash and cuDNN backends) as the anchor, most important first:
 # head dim 128 and torch on it, varlen + GQA, the sm80-class kernels, head dim 64, the
@@ -108,13 +109,25 @@ if [ -z "$bin" ]; then
 fi
 pack
 
-# --- correctness -------------------------------------------------------------------------
-step cuda-tests 120 "$bin/llmlab_cuda_tests"
-grep -E "test cases|assertions|SKIP|ERROR|FAILED" "$work/cuda-tests.log" | head -20 | sed 's/^/  /' | tee -a "$summary"
+# --- correctness: the sm80-class kernels alone, then with the sm90 ones -------------------
+# Should the sm90 kernels fail or hang on hardware (the emulator cannot see everything), the
+# sweeps still time the proven sm80-class kernels.
+LLMLAB_CUDA_TESTS_KERNELS=sm80 step cuda-tests-sm80 60 "$bin/llmlab_cuda_tests"
+sm80_ok=$?
+step cuda-tests 90 "$bin/llmlab_cuda_tests"
+all_ok=$?
+for log in cuda-tests-sm80 cuda-tests; do
+  grep -E "test cases|SKIP|ERROR|FAILED" "$work/$log.log" | head -10 | sed "s/^/  $log: /" | tee -a "$summary"
+done
+flash_kernel=auto
+if [ $all_ok -ne 0 ] && [ $sm80_ok -eq 0 ]; then
+  flash_kernel=sm80
+  note "the sm90 kernels failed their tests: the sweeps time the sm80-class kernels (flash_kernel=sm80)"
+fi
 
 # --- speed, most important first -----------------------------------------------------------
 h200=recipes/bench/attention_h200.yaml
-bench=("$bin/bench-attn" "$h200" repeats=10 warmup=2 --quiet --json)
+bench=("$bin/bench-attn" "$h200" repeats=10 warmup=2 flash_kernel=$flash_kernel --quiet --json)
 torch=(python3 scripts/bench/torch_attention.py --device cuda --dtype bf16 --impls flash,cudnn --tokens 16384
   --warmup 2 --repeats 10 --rotate-bytes 536870912)
 export PYTHONUNBUFFERED=1
@@ -126,8 +139,8 @@ ROWS=torch-d128.jsonl step torch-d128 120 "${torch[@]}" --seq-lens 512,1024,2048
 ROWS=llmlab-varlen.jsonl step bench-varlen 50 "${bench[@]}" impl=flash seq_lens=4096,16384 layout=dense,varlen \
   kv_heads=4 causal=true mode=fwd,bwd
 # The sm80-class kernels (milestone 1) beside the sm90 ones the sweeps above ran (milestone 2).
-ROWS=llmlab-sm80.jsonl step bench-sm80 50 "${bench[@]}" impl=flash seq_lens=1024,4096,16384 mode=fwd,bwd \
-  flash_kernel=sm80
+[ "$flash_kernel" = auto ] && ROWS=llmlab-sm80.jsonl step bench-sm80 50 "${bench[@]}" impl=flash \
+  seq_lens=1024,4096,16384 mode=fwd,bwd flash_kernel=sm80
 ROWS=llmlab-d64.jsonl step bench-d64 50 "${bench[@]}" head_dim=64 heads=32 seq_lens=1024,4096,16384 mode=fwd,bwd
 ROWS=torch-d64.jsonl step torch-d64 50 "${torch[@]}" --seq-lens 1024,4096,16384 --head-dims 64 --heads 32 \
   --causal false,true --modes fwd,bwd
