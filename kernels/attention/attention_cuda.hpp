@@ -61,8 +61,9 @@ std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool determi
 // compute capability 8.0+); sm90 the FlashAttention-3-style one (wgmma, TMA, warp specialisation;
 // compute capability 9.x only). Both write the same out and lse (the backward reads either);
 // automatic picks sm90 where the device has it. The backward likewise (sm90: flash_backward_sm90.cu's
-// main kernel between the same preprocess and dq conversion kernels); the deterministic mode
-// always runs the sm80-class kernels, whatever `kernel` says.
+// main kernel between the same preprocess and dq conversion kernels; deterministic: that kernel
+// without dQ, then flash_backward_dq_sm90.cu's dQ pass). dk and dv of the two modes are bitwise
+// equal within one kernel family, not across families.
 enum class FlashKernel { automatic, sm80, sm90 };
 FlashKernel resolve_flash_kernel(FlashKernel requested);  // automatic -> what runs on device 0
 const char* flash_kernel_name(FlashKernel kernel);       // "auto", "sm80", "sm90"

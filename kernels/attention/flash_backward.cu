@@ -281,7 +281,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
 }
 
 // Atomic dQ: preprocess, key-block kernel with dQ atomics (sm90: backward_sm90's), conversion.
-// Deterministic: preprocess and the key-block kernel without dQ; the caller then runs backward_dq.
+// Deterministic: preprocess and the key-block kernel without dQ (sm90: backward_sm90's); the
+// caller then runs backward_dq (backward_dq_sm90).
 template <typename Tr, bool kCausal, bool kAtomicDq>
 void launch_backward(const Params& p, bool sm90, cudaStream_t stream) {
   using T = typename Tr::T;
@@ -291,8 +292,8 @@ void launch_backward(const Params& p, bool sm90, cudaStream_t stream) {
   LLMLAB_LAUNCH(preprocess, static_cast<unsigned>((rows + 7) / 8), 256, 0, stream)(p);
   check_cuda(cudaGetLastError(), "flash backward preprocess kernel launch");
 
-  if (p.docs > 0 && p.max_seqlen > 0 && kAtomicDq && sm90) {
-    backward_sm90(p, std::is_same_v<T, __half> ? Storage::fp16 : Storage::bf16, kCausal, stream);
+  if (p.docs > 0 && p.max_seqlen > 0 && sm90) {
+    backward_sm90(p, std::is_same_v<T, __half> ? Storage::fp16 : Storage::bf16, kCausal, kAtomicDq, stream);
   } else if (p.docs > 0 && p.max_seqlen > 0) {
     auto kernel = backward_kernel<Tr, kCausal, kAtomicDq>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
@@ -352,9 +353,7 @@ void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* wo
     flash::zero_outside_docs(t.dq, t.cu_seqlens_host, s.docs, s.tokens, s.heads * s.head_dim, 2, stream,
                              "cudaMemsetAsync (flash backward dq padding)");
   if (s.tokens == 0) return;
-  // Resolved even in the deterministic mode, which ignores it: an sm90 request on a device
-  // without it fails the same way in both modes.
-  const bool sm90 = resolve_flash_kernel(kernel) == FlashKernel::sm90 && !deterministic;
+  const bool sm90 = resolve_flash_kernel(kernel) == FlashKernel::sm90;
   flash::Params p = flash::make_params(s, t);
   p.drow = static_cast<float*>(workspace);
   p.dq_accum = deterministic ? nullptr
@@ -366,7 +365,12 @@ void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* wo
       flash::run_backward<elem_type, kHeadDim>(p, s.causal, deterministic, sm90, stream);
     });
   });
-  if (deterministic && s.docs > 0 && s.max_seqlen > 0) flash::backward_dq(p, t.storage, s.causal, stream);
+  if (deterministic && s.docs > 0 && s.max_seqlen > 0) {
+    if (sm90)
+      flash::backward_dq_sm90(p, t.storage, s.causal, stream);
+    else
+      flash::backward_dq(p, t.storage, s.causal, stream);
+  }
 }
 
 }  // namespace llmlab::cuda

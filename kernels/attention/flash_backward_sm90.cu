@@ -33,10 +33,10 @@
 // Registers per consumer thread: dK + dV D fp32, S^T + dP^T 64, P^T / dS^T fragments 32, dQ D / 4;
 // setmaxnreg gives the producer 24 and the consumers 240 (as the forward). ptxas (CUDA 13.0,
 // sm_90a), all 8 instantiations: 168 registers at entry (the 384-thread launch bound), no spills.
-// Deterministic mode: always the sm80-class kernels (flash_backward.cu and flash_backward_dq.cu).
+// Deterministic mode: the same kernel without dQ (kAccumulateDq = false: no dS tile, barrier,
+// dQ products or atomics; dK and dV bitwise as with them), then flash_backward_dq_sm90.cu's dQ.
 // Not done: FA3's overlap of the two consumers' softmax with the other's MMAs, dQ through a TMA
-// reduce-add of a shared-memory tile by a separate warp (here: atomics by the consumers), a
-// deterministic variant, FP8. Written without a GPU: tested on the CPU emulator
+// reduce-add of a shared-memory tile by a separate warp (here: atomics by the consumers), FP8. Written without a GPU: tested on the CPU emulator
 // (tests/cuda_emulation), not yet timed.
 #include "kernels/attention/flash_common.cuh"
 #include "kernels/attention/flash_sm90_common.cuh"
@@ -137,7 +137,9 @@ __device__ __forceinline__ void produce(const CUtensorMap& q_map, const CUtensor
   }
 }
 
-template <typename Tr, bool kCausal>
+// kAccumulateDq: add dQ into p.dq_accum (the atomic mode); without it the kernel computes dK and
+// dV alone, bitwise as with it, and the deterministic mode's backward_dq_sm90 computes dQ.
+template <typename Tr, bool kCausal, bool kAccumulateDq>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
     backward_sm90_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
                          const __grid_constant__ CUtensorMap v_map, const __grid_constant__ CUtensorMap do_map,
@@ -260,14 +262,16 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     // dS^T into the [128 keys][64 queries] tile (128-byte rows, 16-byte chunk c of row r at
     // c ^ (r % 8)): register r of da[ks] holds key key0 + g + 8 (r % 2), queries
     // 16 ks + 8 (r / 2) + 2 t4 + {0, 1}.
+    if constexpr (kAccumulateDq) {
 #pragma unroll
-    for (int ks = 0; ks < kBlockM / 16; ++ks)
+      for (int ks = 0; ks < kBlockM / 16; ++ks)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int row = key0 + g + 8 * (r % 2), chunk = 2 * ks + r / 2;
-        *reinterpret_cast<std::uint32_t*>(ds_ptr + row * 128 + ((chunk ^ g) << 4) + 4 * t4) = da[ks][r];
-      }
-    sm90::fence_proxy_async();  // the generic-proxy stores, visible to the wgmma reading them
+        for (int r = 0; r < 4; ++r) {
+          const int row = key0 + g + 8 * (r % 2), chunk = 2 * ks + r / 2;
+          *reinterpret_cast<std::uint32_t*>(ds_ptr + row * 128 + ((chunk ^ g) << 4) + 4 * t4) = da[ks][r];
+        }
+      sm90::fence_proxy_async();  // the generic-proxy stores, visible to the wgmma reading them
+    }
 
     // dV += P^T dO and dK += dS^T Q: B = dO / Q rows 16 ks .. + 15 (k = queries, n = d
     // contiguous: MN-major, panels of 64 columns LBO apart).
@@ -288,35 +292,39 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 
     // dQ[64 queries][this consumer's kDqCols] = dS K over the 128 keys: A = dS from the dS^T tile
     // (k = keys in rows, m = queries contiguous: MN-major), B = K (k = keys, n = d: MN-major).
-    sm90::named_barrier_sync(kDsReady, 256);
     float dq[kDqCols / 2];  // dq[4 j + e]: query qb + 16 warp + g + 8 (e / 2), column c kDqCols + 8 j + 2 t4 + e % 2
-    sm90::wgmma_fence();
+    if constexpr (kAccumulateDq) {
+      sm90::named_barrier_sync(kDsReady, 256);
+      sm90::wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < kBlockN / 16; ++ks)
-      sm90::Wgmma<T, kDqCols>::template ss<1, 1>(dq, sm90::make_desc_sw128(ds_tile + ks * 16 * 128, Tr::kDsBytes, 1024),
-                                                 sm90::make_desc_sw128(k_cols + ks * 16 * 128, kBlockN * 128, 1024),
-                                                 ks > 0 ? 1 : 0);
-    sm90::wgmma_commit();
+      for (int ks = 0; ks < kBlockN / 16; ++ks)
+        sm90::Wgmma<T, kDqCols>::template ss<1, 1>(
+            dq, sm90::make_desc_sw128(ds_tile + ks * 16 * 128, Tr::kDsBytes, 1024),
+            sm90::make_desc_sw128(k_cols + ks * 16 * 128, kBlockN * 128, 1024), ks > 0 ? 1 : 0);
+      sm90::wgmma_commit();
+    }
     sm90::wgmma_wait<0>();
     sm90::fence_operands(dv);
     sm90::fence_operands(dk);
     sm90::fence_operands(pa);
     sm90::fence_operands(da);
-    sm90::fence_operands(dq);
+    if constexpr (kAccumulateDq) sm90::fence_operands(dq);
     // This warp has read stage s (Q, dO, lse, Drow) for the last time (wgmma.wait_group is
     // warp-synchronous): release it.
     if (lane == 0) sm90::mbarrier_arrive(bars.empty(s));
 
-    float* dqg = p.dq_accum + (static_cast<std::int64_t>(start) + qb) * p.q_row_stride + h * p.q_head_stride +
-                 consumer * kDqCols + 2 * t4;
+    if constexpr (kAccumulateDq) {
+      float* dqg = p.dq_accum + (static_cast<std::int64_t>(start) + qb) * p.q_row_stride + h * p.q_head_stride +
+                   consumer * kDqCols + 2 * t4;
 #pragma unroll
-    for (int rh = 0; rh < 2; ++rh) {
-      const int row = warp * 16 + g + 8 * rh;
-      if (qb + row < len) {
-        float* dst = dqg + static_cast<std::int64_t>(row) * p.q_row_stride;
+      for (int rh = 0; rh < 2; ++rh) {
+        const int row = warp * 16 + g + 8 * rh;
+        if (qb + row < len) {
+          float* dst = dqg + static_cast<std::int64_t>(row) * p.q_row_stride;
 #pragma unroll
-        for (int j = 0; j < kDqCols / 8; ++j)  // sm_90's vector atomic: two adjacent columns, 8-byte aligned
-          atomicAdd(reinterpret_cast<float2*>(dst + 8 * j), make_float2(dq[4 * j + 2 * rh], dq[4 * j + 2 * rh + 1]));
+          for (int j = 0; j < kDqCols / 8; ++j)  // sm_90's vector atomic: two adjacent columns, 8-byte aligned
+            atomicAdd(reinterpret_cast<float2*>(dst + 8 * j), make_float2(dq[4 * j + 2 * rh], dq[4 * j + 2 * rh + 1]));
+        }
       }
     }
     if (++qblock == steps.n_qblocks) {
@@ -330,14 +338,14 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 #endif
 }
 
-template <typename Tr, bool kCausal>
+template <typename Tr, bool kCausal, bool kAccumulateDq>
 void launch_backward_sm90(const Params& p, cudaStream_t stream) {
   using T = typename Tr::T;
   const CUtensorMap q_map = make_tensor_map<T>(p.q, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
   const CUtensorMap do_map = make_tensor_map<T>(p.dout, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
   const CUtensorMap k_map = make_tensor_map<T>(p.k, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
   const CUtensorMap v_map = make_tensor_map<T>(p.v, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
-  auto kernel = backward_sm90_kernel<Tr, kCausal>;
+  auto kernel = backward_sm90_kernel<Tr, kCausal, kAccumulateDq>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
              "cudaFuncSetAttribute (flash backward sm90 shared memory)");
   const dim3 grid(static_cast<unsigned>((p.max_seqlen + Tr::kBlockN - 1) / Tr::kBlockN),
@@ -348,11 +356,13 @@ void launch_backward_sm90(const Params& p, cudaStream_t stream) {
 
 }  // namespace
 
-void backward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream) {
+void backward_sm90(const Params& p, Storage storage, bool causal, bool accumulate_dq, cudaStream_t stream) {
   LLMLAB_STORAGE_SWITCH(storage, [&] {
     LLMLAB_HEADDIM_SWITCH(p.head_dim, [&] {
       LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
-        launch_backward_sm90<Sm90BwdTraits<kHeadDim, elem_type>, kCausal>(p, stream);
+        LLMLAB_BOOL_SWITCH(accumulate_dq, kAccumulateDq, [&] {
+          launch_backward_sm90<Sm90BwdTraits<kHeadDim, elem_type>, kCausal, kAccumulateDq>(p, stream);
+        });
       });
     });
   });

@@ -208,10 +208,14 @@ void backward_dq(const Params& p, Storage storage, bool causal, cudaStream_t str
 void forward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream);
 
 // The Hopper backward's main kernel (flash_backward_sm90.cu), in place of flash_backward.cu's
-// atomic-dQ key-block kernel: dk, dv written, dQ's unscaled sum added to p.dq_accum with fp32
-// atomics (the preprocess must have run: p.drow filled, p.dq_accum zeroed); same device and
-// p.docs, p.max_seqlen needs as forward_sm90.
-void backward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream);
+// key-block kernel: dk, dv written and, with accumulate_dq, dQ's unscaled sum added to
+// p.dq_accum with fp32 atomics (the preprocess must have run: p.drow filled, p.dq_accum zeroed);
+// same device and p.docs, p.max_seqlen needs as forward_sm90.
+void backward_sm90(const Params& p, Storage storage, bool causal, bool accumulate_dq, cudaStream_t stream);
+
+// The Hopper deterministic dQ (flash_backward_dq_sm90.cu): backward_dq's contract on wgmma and
+// TMA; needs what forward_sm90 needs.
+void backward_dq_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream);
 
 // ---- device helpers --------------------------------------------------------------------------
 

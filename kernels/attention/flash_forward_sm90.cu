@@ -40,53 +40,10 @@ struct Sm90FwdTraits {
   // Offsets from the 1024-byte-aligned base: Q, K stages, V stages, then the mbarriers.
   static constexpr int kKOffset = kQBytes, kVOffset = kKOffset + kStages * kKVBytes;
   static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
-  static constexpr int kBarriers = 1 + 4 * kStages;  // q_full, k_full[], v_full[], k_empty[], v_empty[]
-  static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;  // + slack to align the base
+  static constexpr int kSmemBytes = kBarOffset + 8 * (1 + 4 * kStages) + 1024;  // barriers (QkvRingBarriers), slack to align
   static constexpr int kNTiles = kBlockN / 8, kDTiles = kHeadDim / 8;
   static_assert(kHeadDim % 64 == 0 && kBlockM == kBlockN, "see the comment above");
 };
-
-template <typename Tr>
-struct Sm90Barriers {
-  std::uint32_t base;
-  __device__ __forceinline__ std::uint32_t q_full() const { return base; }
-  __device__ __forceinline__ std::uint32_t k_full(int s) const { return base + 8 * (1 + s); }
-  __device__ __forceinline__ std::uint32_t v_full(int s) const { return base + 8 * (1 + Tr::kStages + s); }
-  __device__ __forceinline__ std::uint32_t k_empty(int s) const { return base + 8 * (1 + 2 * Tr::kStages + s); }
-  __device__ __forceinline__ std::uint32_t v_empty(int s) const { return base + 8 * (1 + 3 * Tr::kStages + s); }
-};
-
-// The producer's elected thread: Q once, then key block j of the document into stage j % kStages:
-// its K once every consumer warp has released the stage's previous K (block j - kStages; K is
-// done with after S, V only after P V, one iteration later), then its V likewise.
-template <typename Tr>
-__device__ __forceinline__ void produce(const CUtensorMap& q_map, const CUtensorMap& k_map, const CUtensorMap& v_map,
-                                        const Sm90Barriers<Tr>& bars, std::uint32_t sQ, std::uint32_t sK,
-                                        std::uint32_t sV, int q_row, int h, int kv_row0, int kvh, int n_blocks) {
-  sm90::prefetch_tensormap(&q_map);
-  sm90::prefetch_tensormap(&k_map);
-  sm90::prefetch_tensormap(&v_map);
-  sm90::mbarrier_arrive_expect_tx(bars.q_full(), Tr::kQBytes);
-#pragma unroll
-  for (int panel = 0; panel < Tr::kPanels; ++panel)
-    sm90::tma_load_3d(sQ + panel * Tr::kBlockM * 128, &q_map, panel * 64, h, q_row, bars.q_full());
-  for (int j = 0; j < n_blocks; ++j) {
-    const int s = j % Tr::kStages;
-    const auto phase = static_cast<std::uint32_t>((j / Tr::kStages) & 1);
-    const int row = kv_row0 + j * Tr::kBlockN;
-    const std::uint32_t k_stage = sK + s * Tr::kKVBytes, v_stage = sV + s * Tr::kKVBytes;
-    wait_barrier(bars.k_empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: the first round
-    sm90::mbarrier_arrive_expect_tx(bars.k_full(s), Tr::kKVBytes);
-#pragma unroll
-    for (int panel = 0; panel < Tr::kPanels; ++panel)
-      sm90::tma_load_3d(k_stage + panel * Tr::kBlockN * 128, &k_map, panel * 64, kvh, row, bars.k_full(s));
-    wait_barrier(bars.v_empty(s), phase ^ 1u);
-    sm90::mbarrier_arrive_expect_tx(bars.v_full(s), Tr::kKVBytes);
-#pragma unroll
-    for (int panel = 0; panel < Tr::kPanels; ++panel)
-      sm90::tma_load_3d(v_stage + panel * Tr::kBlockN * 128, &v_map, panel * 64, kvh, row, bars.v_full(s));
-  }
-}
 
 template <typename Tr, bool kCausal>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
@@ -109,24 +66,16 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   // TMA assume atoms aligned to it.
   const std::uint32_t base = (smem_u32(dynamic_smem()) + 1023u) & ~1023u;
   const std::uint32_t sQ = base, sK = base + Tr::kKOffset, sV = base + Tr::kVOffset;
-  const Sm90Barriers<Tr> bars{base + Tr::kBarOffset};
+  const QkvRingBarriers<Tr> bars{base + Tr::kBarOffset};
   const int tid = static_cast<int>(threadIdx.x), warpgroup = tid / 128;
-  if (tid == 0) {
-    sm90::mbarrier_init(bars.q_full(), 1);
-    for (int s = 0; s < kStages; ++s) {
-      sm90::mbarrier_init(bars.k_full(s), 1);
-      sm90::mbarrier_init(bars.v_full(s), 1);
-      sm90::mbarrier_init(bars.k_empty(s), 4 * Tr::kConsumerWarpgroups);  // one arrival per consumer warp
-      sm90::mbarrier_init(bars.v_empty(s), 4 * Tr::kConsumerWarpgroups);
-    }
-    sm90::fence_barrier_init();
-  }
+  if (tid == 0) bars.init();
   __syncthreads();
 
   if (warpgroup == 0) {
     sm90::setmaxnreg_dec<Tr::kProducerRegs>();
     if (tid == 0)
-      produce<Tr>(q_map, k_map, v_map, bars, sQ, sK, sV, start + qb, h, start, h / p.group, n_blocks);
+      produce_q_then_kv<Tr>(q_map, nullptr, k_map, v_map, bars, sQ, 0, sK, sV, start + qb, h, start, h / p.group,
+                              n_blocks);
     return;
   }
   sm90::setmaxnreg_inc<Tr::kConsumerRegs>();

@@ -1,6 +1,7 @@
-// Pieces the Hopper flash kernels (flash_forward_sm90.cu, flash_backward_sm90.cu) share: the
-// mbarrier spin wait and the TMA tensor maps of [tokens, heads, D] tensors (128B swizzle, boxes
-// of 64 columns: the layouts of sm90_ptx.cuh's header comment).
+// Pieces the Hopper flash kernels (flash_forward_sm90.cu, flash_backward_sm90.cu,
+// flash_backward_dq_sm90.cu) share: the mbarrier spin wait, the TMA tensor maps of
+// [tokens, heads, D] tensors (128B swizzle, boxes of 64 columns: the layouts of sm90_ptx.cuh's
+// header comment), and the query-block kernels' producer (Q once, K and V per key block).
 #pragma once
 
 #include <cuda.h>
@@ -51,6 +52,71 @@ CUtensorMap make_tensor_map(const void* data, std::int64_t tokens, int heads, in
       CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) throw Error("flash (sm90): cuTensorMapEncodeTiled failed (" + std::to_string(r) + ")");
   return map;
+}
+
+// The mbarriers of a query-block kernel (the forward, the deterministic dQ): Q (and dO) once,
+// then a ring of kStages K and V buffers, each with a full barrier (the TMA's bytes have
+// landed) and an empty one (every consumer warp is done with it). K and V have their own, since
+// consumers are done with K and V at different times. Tr: kStages, kConsumerWarpgroups.
+template <typename Tr>
+struct QkvRingBarriers {
+  std::uint32_t base;  // 8 * (1 + 4 kStages) bytes of shared memory, 8-byte aligned
+  static constexpr int kCount = 1 + 4 * Tr::kStages;
+  __device__ __forceinline__ std::uint32_t q_full() const { return base; }
+  __device__ __forceinline__ std::uint32_t k_full(int s) const { return base + 8 * (1 + s); }
+  __device__ __forceinline__ std::uint32_t v_full(int s) const { return base + 8 * (1 + Tr::kStages + s); }
+  __device__ __forceinline__ std::uint32_t k_empty(int s) const { return base + 8 * (1 + 2 * Tr::kStages + s); }
+  __device__ __forceinline__ std::uint32_t v_empty(int s) const { return base + 8 * (1 + 3 * Tr::kStages + s); }
+  // By one thread, before the __syncthreads that publishes them.
+  __device__ __forceinline__ void init() const {
+    sm90::mbarrier_init(q_full(), 1);
+    for (int s = 0; s < Tr::kStages; ++s) {
+      sm90::mbarrier_init(k_full(s), 1);
+      sm90::mbarrier_init(v_full(s), 1);
+      sm90::mbarrier_init(k_empty(s), 4 * Tr::kConsumerWarpgroups);  // one arrival per consumer warp
+      sm90::mbarrier_init(v_empty(s), 4 * Tr::kConsumerWarpgroups);
+    }
+    sm90::fence_barrier_init();
+  }
+};
+
+// The producer's elected thread of a query-block kernel: the kBlockM query rows from q_row of
+// head h (Q, and dO when do_map is given, into sQ / sdO) once, then key block j of kv head kvh
+// (rows kv_row0 + j kBlockN) into stage j % kStages: its K once every consumer warp has released
+// the stage's previous K (block j - kStages), then its V likewise. Tr: kBlockM, kBlockN, kStages,
+// kPanels (64-column panels of D), kQBytes (one [kBlockM][D] tile), kKVBytes (one [kBlockN][D]).
+template <typename Tr>
+__device__ __forceinline__ void produce_q_then_kv(const CUtensorMap& q_map, const CUtensorMap* do_map,
+                                                  const CUtensorMap& k_map, const CUtensorMap& v_map,
+                                                  const QkvRingBarriers<Tr>& bars, std::uint32_t sQ,
+                                                  std::uint32_t sdO, std::uint32_t sK, std::uint32_t sV, int q_row,
+                                                  int h, int kv_row0, int kvh, int n_blocks) {
+  sm90::prefetch_tensormap(&q_map);
+  if (do_map) sm90::prefetch_tensormap(do_map);
+  sm90::prefetch_tensormap(&k_map);
+  sm90::prefetch_tensormap(&v_map);
+  sm90::mbarrier_arrive_expect_tx(bars.q_full(), do_map ? 2 * Tr::kQBytes : Tr::kQBytes);
+#pragma unroll
+  for (int panel = 0; panel < Tr::kPanels; ++panel) {
+    sm90::tma_load_3d(sQ + panel * Tr::kBlockM * 128, &q_map, panel * 64, h, q_row, bars.q_full());
+    if (do_map) sm90::tma_load_3d(sdO + panel * Tr::kBlockM * 128, do_map, panel * 64, h, q_row, bars.q_full());
+  }
+  for (int j = 0; j < n_blocks; ++j) {
+    const int s = j % Tr::kStages;
+    const auto phase = static_cast<std::uint32_t>((j / Tr::kStages) & 1);
+    const int row = kv_row0 + j * Tr::kBlockN;
+    const std::uint32_t k_stage = sK + s * Tr::kKVBytes, v_stage = sV + s * Tr::kKVBytes;
+    wait_barrier(bars.k_empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: the first round
+    sm90::mbarrier_arrive_expect_tx(bars.k_full(s), Tr::kKVBytes);
+#pragma unroll
+    for (int panel = 0; panel < Tr::kPanels; ++panel)
+      sm90::tma_load_3d(k_stage + panel * Tr::kBlockN * 128, &k_map, panel * 64, kvh, row, bars.k_full(s));
+    wait_barrier(bars.v_empty(s), phase ^ 1u);
+    sm90::mbarrier_arrive_expect_tx(bars.v_full(s), Tr::kKVBytes);
+#pragma unroll
+    for (int panel = 0; panel < Tr::kPanels; ++panel)
+      sm90::tma_load_3d(v_stage + panel * Tr::kBlockN * 128, &v_map, panel * 64, kvh, row, bars.v_full(s));
+  }
 }
 
 }  // namespace llmlab::cuda::flash

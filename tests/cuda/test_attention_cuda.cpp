@@ -200,12 +200,19 @@ bool have_sm90() {
 // One flash forward by the sm80 kernel, then on its out and lse the sm80 backward in the default
 // (atomic dQ) mode and twice in the deterministic mode; each backward starts from garbage
 // gradients. Where the sm90 kernels exist: the sm90 forward too, from garbage out and lse, and
-// the sm90 backward (atomic dQ) on its out and lse.
+// on its out and lse the sm90 backward in both modes (the deterministic one twice on a GPU; the
+// emulator runs the same schedule-independent sums every time).
 struct FlashRuns {
   Result atomic, deterministic, deterministic_again;
   bool has_sm90 = false;
-  Result sm90;
+  Result sm90, sm90_deterministic, sm90_deterministic_again;
 };
+
+#ifdef LLMLAB_CUDA_EMULATION
+constexpr bool kRepeatSm90Deterministic = false;
+#else
+constexpr bool kRepeatSm90Deterministic = true;
+#endif
 
 FlashRuns run_flash(const Problem& p) {
   DeviceProblem d(p);
@@ -231,6 +238,8 @@ FlashRuns run_flash(const Problem& p) {
     const Result forward = d90.download_all();
     r.sm90.out = forward.out;
     r.sm90.lse = forward.lse;
+    backward(r.sm90_deterministic, true, cuda::FlashKernel::sm90);
+    if (kRepeatSm90Deterministic) backward(r.sm90_deterministic_again, true, cuda::FlashKernel::sm90);
   }
   return r;
 }
@@ -305,6 +314,16 @@ void check_problem(const Problem& p) {
     check_tensor("dq", p, "flash sm90", flash.sm90.dq, naive.dq, ref.dq, false);
     check_tensor("dk", p, "flash sm90", flash.sm90.dk, naive.dk, ref.dk, false);
     check_tensor("dv", p, "flash sm90", flash.sm90.dv, naive.dv, ref.dv, false);
+    check_tensor("dq", p, "flash sm90 deterministic", flash.sm90_deterministic.dq, naive.dq, ref.dq, false);
+    const std::string what = describe(p);
+    CHECK_MESSAGE(bitwise_equal(flash.sm90_deterministic.dk, flash.sm90.dk), "sm90 deterministic dk != atomic: " << what);
+    CHECK_MESSAGE(bitwise_equal(flash.sm90_deterministic.dv, flash.sm90.dv), "sm90 deterministic dv != atomic: " << what);
+    if (kRepeatSm90Deterministic) {
+      const Result& again = flash.sm90_deterministic_again;
+      CHECK_MESSAGE(bitwise_equal(again.dq, flash.sm90_deterministic.dq), "sm90 dq not reproduced: " << what);
+      CHECK_MESSAGE(bitwise_equal(again.dk, flash.sm90_deterministic.dk), "sm90 dk not reproduced: " << what);
+      CHECK_MESSAGE(bitwise_equal(again.dv, flash.sm90_deterministic.dv), "sm90 dv not reproduced: " << what);
+    }
   } else {
     MESSAGE("the sm90 kernels are not checked: " << (cuda::device_name()) << " does not run it");
   }
@@ -351,7 +370,7 @@ TEST_CASE("cuda attention: no documents at all, every token padding") {
   const FlashRuns flash = run_flash(p);
   const Result naive = run_naive(p);
   std::vector<const Result*> results{&flash.atomic, &flash.deterministic, &flash.deterministic_again, &naive};
-  if (flash.has_sm90) results.push_back(&flash.sm90);
+  if (flash.has_sm90) results.insert(results.end(), {&flash.sm90, &flash.sm90_deterministic});
   for (const Result* r : results)
     for (const std::vector<float>* x : {&r->out, &r->lse, &r->dq, &r->dk, &r->dv})
       CHECK(std::all_of(x->begin(), x->end(), [](float e) { return e == 0.0f; }));

@@ -177,7 +177,7 @@ TEST_CASE("emulator: mma.sync m16n8k16 computes D = A B + C from the PTX fragmen
     }
 }
 
-TEST_CASE("flash kernels (emulated): every ldmatrix is free of bank conflicts; the sm90 forward loads each tile once") {
+TEST_CASE("flash kernels (emulated): every ldmatrix is free of bank conflicts; the sm90 kernels load each tile once") {
   for (const std::int64_t D : {64, 128}) {
     AttentionShape s;
     s.tokens = 300;
@@ -217,7 +217,7 @@ TEST_CASE("flash kernels (emulated): every ldmatrix is free of bank conflicts; t
     cuda::flash_backward(s, t, ws.get(), nullptr, false, cuda::FlashKernel::sm80);
     const emu::Stats backward = emu::stats();
     emu::reset_stats();
-    cuda::flash_backward(s, t, ws.get(), nullptr, true);  // the atomic mode's workspace is the larger
+    cuda::flash_backward(s, t, ws.get(), nullptr, true, cuda::FlashKernel::sm80);  // the atomic mode's workspace is the larger
     const emu::Stats deterministic = emu::stats();
     // The instruction mix the traits comments of the kernels reason with.
     auto mix = [](const char* pass, const emu::Stats& x) {
@@ -250,5 +250,26 @@ TEST_CASE("flash kernels (emulated): every ldmatrix is free of bank conflicts; t
     CHECK(sm90.wgmma == kv_blocks * 2 * static_cast<std::uint64_t>(D / 16 + 8));
     CHECK(sm90.mma == 0);
     CHECK(sm90.ldmatrix == 0);
+
+    // The sm90 deterministic backward against the atomic one: the same key-block kernel without
+    // its dQ products (8 wgmma per step and consumer; steps: doc 0's key block sees 2 query
+    // blocks of 64, doc 1's first 4 and its second 2, times 2 q heads), plus the dQ pass (128
+    // query rows x 64 keys): per q head 3 CTAs bring Q and dO in once and 2 + 2 + 4 K/V blocks
+    // once each; of the (block, consumer) pairs 13 have visible keys (the first consumer skips
+    // the diagonal block past its rows), each D/16 wgmma for S, D/16 for dP and 4 for dQ.
+    emu::reset_stats();
+    cuda::flash_backward(s, t, ws.get(), nullptr, false, cuda::FlashKernel::sm90);
+    const emu::Stats atomic90 = emu::stats();
+    emu::reset_stats();
+    cuda::flash_backward(s, t, ws.get(), nullptr, true, cuda::FlashKernel::sm90);
+    const emu::Stats det90 = emu::stats();
+    const std::uint64_t steps = (2 + 4 + 2) * heads, dq_ctas = 3 * heads, dq_blocks = 8 * heads, pairs = 13 * heads;
+    const std::uint64_t row_bytes = static_cast<std::uint64_t>(D) * 2;
+    MESSAGE("D=" << D << ": sm90 backward " << atomic90.wgmma << " wgmma, " << atomic90.tma_bytes
+                 << " TMA bytes; deterministic " << det90.wgmma << " wgmma, " << det90.tma_bytes << " TMA bytes");
+    CHECK(det90.tma_bytes - atomic90.tma_bytes == (dq_ctas * 2 * 128 + dq_blocks * 2 * 64) * row_bytes);
+    CHECK(det90.tma_loads - atomic90.tma_loads == (dq_ctas * 2 + dq_blocks * 2) * panels);
+    CHECK(det90.wgmma + steps * 2 * 8 - atomic90.wgmma == pairs * static_cast<std::uint64_t>(2 * D / 16 + 4));
+    CHECK(det90.mma == 0);
   }
 }

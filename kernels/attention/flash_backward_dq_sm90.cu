@@ -1,0 +1,212 @@
+// The deterministic dQ for Hopper: flash_backward_dq.cu's mathematics and contract (one CTA per
+// query block recomputes, for each key block it can see, S = Q K^T, P = exp2(S scale log2(e) -
+// lse log2(e)), dP = dO V^T and dS = P (dP - Drow), and sums dQ += dS K over the key blocks in a
+// fixed order in registers; dq = scale * dQ written once per element), on the forward's Hopper
+// structure (flash_forward_sm90.cu): one producer warpgroup whose elected thread brings Q and dO in
+// once and K, V per key block into a ring of kStages by TMA (flash_sm90_common.cuh's
+// produce_q_then_kv), and two consumer warpgroups of 64 query rows each on wgmma:
+//   S = Q K^T, dP = dO V^T       SS m64n64k16 (Q, dO, K, V rows K-major)
+//   dQ += dS K                   RS m64nDk16 (dS from registers, K read MN-major, as the
+//                                forward reads V for P V)
+// It runs after backward_sm90's kernel without dQ (dK, dV) in the deterministic mode.
+//
+// Tiles: 128 query rows x 64 keys. Registers per consumer thread: dQ D/2, S and dP 32 each fp32,
+// dS 16 (128 keys would take S + dP to 128 registers beside dQ's 64 at D = 128). Shared memory:
+// Q, dO (2 x 128 x D), 2 stages of K and V (4 x 64 x D): 129 KB (D = 128), 65 KB (D = 64).
+// Causal: a consumer whose rows are all above a key block skips its MMAs but still takes the
+// stage's barriers, so that both consumers' phases stay in step.
+// Not done: the forward's ping-pong and intra-warpgroup overlap (here each consumer waits for its
+// S and dP before computing dS). Written without a GPU: tested on the CPU emulator, not timed.
+#include "kernels/attention/flash_common.cuh"
+#include "kernels/attention/flash_sm90_common.cuh"
+#include "kernels/attention/sm90_ptx.cuh"
+
+namespace llmlab::cuda {
+namespace flash {
+namespace {
+
+template <int kHeadDim_, typename Elem>
+struct Sm90DqTraits {
+  using T = Elem;
+  static constexpr int kHeadDim = kHeadDim_, kBlockM = 128, kBlockN = 64, kStages = 2;
+  static constexpr int kConsumerWarpgroups = kBlockM / 64, kThreads = 128 * (kConsumerWarpgroups + 1);
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static constexpr int kPanels = kHeadDim / 64;  // 64-column (128-byte) panels of a [rows][D] tile
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2, kKVBytes = kBlockN * kHeadDim * 2;
+  // Offsets from the 1024-byte-aligned base: Q, dO, K stages, V stages, then the mbarriers.
+  static constexpr int kDoOffset = kQBytes, kKOffset = 2 * kQBytes, kVOffset = kKOffset + kStages * kKVBytes;
+  static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
+  static constexpr int kSmemBytes = kBarOffset + 8 * (1 + 4 * kStages) + 1024;  // barriers, slack to align
+  static constexpr int kNTiles = kBlockN / 8, kDTiles = kHeadDim / 8;
+  static_assert(kHeadDim % 64 == 0 && kConsumerWarpgroups == 2, "see the header comment");
+};
+
+template <typename Tr, bool kCausal>
+__global__ void __launch_bounds__(Tr::kThreads, 1)
+    backward_dq_sm90_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
+                            const __grid_constant__ CUtensorMap v_map, const __grid_constant__ CUtensorMap do_map,
+                            const Params p) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __trap();  // a device pass for a target without wgmma (not sm_90a): never launched there
+#else
+  using T = typename Tr::T;
+  constexpr int D = Tr::kHeadDim, kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kStages = Tr::kStages;
+  constexpr int kNTiles = Tr::kNTiles, kDTiles = Tr::kDTiles;
+
+  const int doc = static_cast<int>(blockIdx.z), h = static_cast<int>(blockIdx.y);
+  const int start = p.cu_seqlens[doc], len = p.cu_seqlens[doc + 1] - start;
+  const int qb = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kBlockM;  // longest causal work first
+  if (qb >= len) return;  // uniform over the CTA
+  const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(qb, len);
+
+  const std::uint32_t base = (smem_u32(dynamic_smem()) + 1023u) & ~1023u;  // swizzle atoms: 1024-aligned
+  const std::uint32_t sQ = base, sdO = base + Tr::kDoOffset, sK = base + Tr::kKOffset, sV = base + Tr::kVOffset;
+  const QkvRingBarriers<Tr> bars{base + Tr::kBarOffset};
+  const int tid = static_cast<int>(threadIdx.x), warpgroup = tid / 128;
+  if (tid == 0) bars.init();
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    sm90::setmaxnreg_dec<Tr::kProducerRegs>();
+    if (tid == 0)
+      produce_q_then_kv<Tr>(q_map, &do_map, k_map, v_map, bars, sQ, sdO, sK, sV, start + qb, h, start, h / p.group,
+                              n_blocks);
+    return;
+  }
+  sm90::setmaxnreg_inc<Tr::kConsumerRegs>();
+
+  const int consumer = warpgroup - 1, warp = (tid / 32) % 4, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int row0 = qb + consumer * 64 + warp * 16;  // this warp's first query row within the document
+  const int last_row = qb + consumer * 64 + 63;     // this warpgroup's last
+  // lse (times log2(e)) and Drow of rows row0 + g + 8 rh; a row past the document's end gets
+  // lse = +inf, so its P is 0 whatever its scores.
+  float lse_log2[2], drow[2];
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    const int row = row0 + g + 8 * rh;
+    const bool valid = row < len;
+    const std::int64_t i = h * p.lse_head_stride + start + row;
+    lse_log2[rh] = valid ? p.lse[i] * kLog2e : INFINITY;
+    drow[rh] = valid ? p.drow[i] : 0.0f;
+  }
+  float dq[kDTiles * 4];  // unscaled dQ: dq[4 dn + e] is row row0 + g + 8 (e / 2), column 8 dn + 2 t4 + e % 2
+#pragma unroll
+  for (int i = 0; i < kDTiles * 4; ++i) dq[i] = 0.0f;
+  // This warpgroup's Q and dO rows: K-major slices of 16 columns (k-step ks: panel ks / 4, +32 bytes each).
+  const std::uint32_t q_rows = sQ + consumer * 64 * 128, do_rows = sdO + consumer * 64 * 128;
+  auto release = [&](std::uint32_t bar) {  // wgmma.wait_group is warp-synchronous: one arrival per warp
+    if (lane == 0) sm90::mbarrier_arrive(bar);
+  };
+
+  wait_barrier(bars.q_full(), 0);
+  for (int j = 0; j < n_blocks; ++j) {
+    const int s = j % kStages, kb = j * kBlockN;
+    const auto phase = static_cast<std::uint32_t>((j / kStages) & 1);
+    const std::uint32_t k_stage = sK + s * Tr::kKVBytes, v_stage = sV + s * Tr::kKVBytes;
+    wait_barrier(bars.k_full(s), phase);
+    wait_barrier(bars.v_full(s), phase);
+    if (kCausal && kb > last_row) {  // every row of this warpgroup is above the block: P = 0
+      release(bars.k_empty(s));
+      release(bars.v_empty(s));
+      continue;
+    }
+    // S = Q K^T and dP = dO V^T: sc[0][nj][e] is row row0 + g + 8 (e / 2), key kb + 8 nj + 2 t4 + e % 2.
+    float sc[1][kNTiles][4], dp[kNTiles * 4];
+    auto& s_flat = reinterpret_cast<float(&)[kNTiles * 4]>(sc);
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      const std::uint32_t q_offset = (ks / 4) * kBlockM * 128 + (ks % 4) * 32;
+      const std::uint32_t k_offset = (ks / 4) * kBlockN * 128 + (ks % 4) * 32;
+      sm90::Wgmma<T, kBlockN>::template ss<0>(s_flat, sm90::make_desc_sw128(q_rows + q_offset, 16, 1024),
+                                              sm90::make_desc_sw128(k_stage + k_offset, 16, 1024), ks > 0 ? 1 : 0);
+    }
+    sm90::wgmma_commit();
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      const std::uint32_t do_offset = (ks / 4) * kBlockM * 128 + (ks % 4) * 32;
+      const std::uint32_t v_offset = (ks / 4) * kBlockN * 128 + (ks % 4) * 32;
+      sm90::Wgmma<T, kBlockN>::template ss<0>(dp, sm90::make_desc_sw128(do_rows + do_offset, 16, 1024),
+                                              sm90::make_desc_sw128(v_stage + v_offset, 16, 1024), ks > 0 ? 1 : 0);
+    }
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<1>();  // S is done; dP may still run
+    sm90::fence_operands(s_flat);
+    // P = exp2(scale_log2 S - lse log2(e)), 0 where masked (-inf) or past the document's end.
+    mask_scores<kCausal>(sc, row0, kb, len, g, t4);
+#pragma unroll
+    for (int i = 0; i < kNTiles * 4; ++i) s_flat[i] = exp2f(fmaf(s_flat[i], p.scale_log2, -lse_log2[(i % 4) / 2]));
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(dp);
+    release(bars.v_empty(s));  // V's last reader (dP) is done
+    // dS = P (dP - Drow) as A fragments (k = keys: S n-tiles 2 ks and 2 ks + 1 are k-step ks,
+    // flash_common.cuh's C -> A); register r holds row g + 8 (r % 2).
+    std::uint32_t ds[kBlockN / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < kBlockN / 16; ++ks)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int i = 4 * (2 * ks + r / 2) + 2 * (r % 2);
+        ds[ks][r] = pack2<T>(s_flat[i] * (dp[i] - drow[r % 2]), s_flat[i + 1] * (dp[i + 1] - drow[r % 2]));
+      }
+    // dQ += dS K: K's 16 key rows of k-step ks start at row 16 ks (two 8-row groups, SBO apart);
+    // its D columns are panels of 64, LBO = one panel apart (MN-major, as the forward's V).
+    sm90::fence_operands(dq);
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kBlockN / 16; ++ks) {
+      const std::uint64_t b = sm90::make_desc_sw128(k_stage + ks * 16 * 128, kBlockN * 128, 1024);
+      sm90::Wgmma<T, D>::template rs<1>(dq, ds[ks], b, 1);
+    }
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(dq);
+    sm90::fence_operands(ds);
+    release(bars.k_empty(s));
+  }
+
+  // dq = scale * dQ in the storage type, rows inside the document only.
+  T* dqg = static_cast<T*>(p.dq) + static_cast<std::int64_t>(start) * p.q_row_stride + h * p.q_head_stride;
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    const int row = row0 + g + 8 * rh;
+    if (row < len) {
+      T* dst = dqg + static_cast<std::int64_t>(row) * p.q_row_stride + 2 * t4;
+#pragma unroll
+      for (int dn = 0; dn < kDTiles; ++dn)
+        *reinterpret_cast<std::uint32_t*>(dst + dn * 8) =
+            pack2<T>(dq[4 * dn + 2 * rh] * p.scale, dq[4 * dn + 2 * rh + 1] * p.scale);
+    }
+  }
+#endif
+}
+
+template <typename Tr, bool kCausal>
+void launch_backward_dq_sm90(const Params& p, cudaStream_t stream) {
+  using T = typename Tr::T;
+  const CUtensorMap q_map = make_tensor_map<T>(p.q, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
+  const CUtensorMap do_map = make_tensor_map<T>(p.dout, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
+  const CUtensorMap k_map = make_tensor_map<T>(p.k, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
+  const CUtensorMap v_map = make_tensor_map<T>(p.v, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
+  auto kernel = backward_dq_sm90_kernel<Tr, kCausal>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
+             "cudaFuncSetAttribute (flash backward dq sm90 shared memory)");
+  LLMLAB_LAUNCH(kernel, query_block_grid(p, Tr::kBlockM), Tr::kThreads, Tr::kSmemBytes, stream)
+  (q_map, k_map, v_map, do_map, p);
+  check_cuda(cudaGetLastError(), "flash backward dq (sm90) kernel launch");
+}
+
+}  // namespace
+
+void backward_dq_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream) {
+  LLMLAB_STORAGE_SWITCH(storage, [&] {
+    LLMLAB_HEADDIM_SWITCH(p.head_dim, [&] {
+      LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
+        launch_backward_dq_sm90<Sm90DqTraits<kHeadDim, elem_type>, kCausal>(p, stream);
+      });
+    });
+  });
+}
+
+}  // namespace flash
+}  // namespace llmlab::cuda
