@@ -178,11 +178,9 @@ void launch_backward_dq(const Params& p, cudaStream_t stream) {
 }  // namespace
 
 void backward_dq(const Params& p, Storage storage, bool causal, cudaStream_t stream) {
-  LLMLAB_STORAGE_SWITCH(storage, [&] {
-    LLMLAB_HEADDIM_SWITCH(p.head_dim, [&] {
-      using Tr = std::conditional_t<kHeadDim == 64, DqTraits<64, 64, elem_type>, DqTraits<128, 32, elem_type>>;
-      LLMLAB_BOOL_SWITCH(causal, kCausal, [&] { launch_backward_dq<Tr, kCausal>(p, stream); });
-    });
+  LLMLAB_KERNEL_SWITCH(storage, p.head_dim, causal, [&] {
+    using Tr = std::conditional_t<kHeadDim == 64, DqTraits<64, 64, elem_type>, DqTraits<128, 32, elem_type>>;
+    launch_backward_dq<Tr, kCausal>(p, stream);
   });
 }
 

@@ -114,21 +114,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     float sc[1][kNTiles][4], dp[kNTiles * 4];
     auto& s_flat = reinterpret_cast<float(&)[kNTiles * 4]>(sc);
     sm90::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const std::uint32_t q_offset = (ks / 4) * kBlockM * 128 + (ks % 4) * 32;
-      const std::uint32_t k_offset = (ks / 4) * kBlockN * 128 + (ks % 4) * 32;
-      sm90::Wgmma<T, kBlockN>::template ss<0>(s_flat, sm90::make_desc_sw128(q_rows + q_offset, 16, 1024),
-                                              sm90::make_desc_sw128(k_stage + k_offset, 16, 1024), ks > 0 ? 1 : 0);
-    }
+    mma_rows_by_rows<T, kBlockN, D, kBlockM, kBlockN>(s_flat, q_rows, k_stage);
     sm90::wgmma_commit();
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const std::uint32_t do_offset = (ks / 4) * kBlockM * 128 + (ks % 4) * 32;
-      const std::uint32_t v_offset = (ks / 4) * kBlockN * 128 + (ks % 4) * 32;
-      sm90::Wgmma<T, kBlockN>::template ss<0>(dp, sm90::make_desc_sw128(do_rows + do_offset, 16, 1024),
-                                              sm90::make_desc_sw128(v_stage + v_offset, 16, 1024), ks > 0 ? 1 : 0);
-    }
+    mma_rows_by_rows<T, kBlockN, D, kBlockM, kBlockN>(dp, do_rows, v_stage);
     sm90::wgmma_commit();
     sm90::wgmma_wait<1>();  // S is done; dP may still run
     sm90::fence_operands(s_flat);
@@ -149,15 +137,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
         const int i = 4 * (2 * ks + r / 2) + 2 * (r % 2);
         ds[ks][r] = pack2<T>(s_flat[i] * (dp[i] - drow[r % 2]), s_flat[i + 1] * (dp[i + 1] - drow[r % 2]));
       }
-    // dQ += dS K: K's 16 key rows of k-step ks start at row 16 ks (two 8-row groups, SBO apart);
-    // its D columns are panels of 64, LBO = one panel apart (MN-major, as the forward's V).
+    // dQ += dS K (k = keys; K read MN-major, as the forward reads V).
     sm90::fence_operands(dq);
     sm90::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kBlockN / 16; ++ks) {
-      const std::uint64_t b = sm90::make_desc_sw128(k_stage + ks * 16 * 128, kBlockN * 128, 1024);
-      sm90::Wgmma<T, D>::template rs<1>(dq, ds[ks], b, 1);
-    }
+    mma_fragments_by_tile<T, D, kBlockN>(dq, ds, k_stage);
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();
     sm90::fence_operands(dq);
@@ -199,13 +182,8 @@ void launch_backward_dq_sm90(const Params& p, cudaStream_t stream) {
 }  // namespace
 
 void backward_dq_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream) {
-  LLMLAB_STORAGE_SWITCH(storage, [&] {
-    LLMLAB_HEADDIM_SWITCH(p.head_dim, [&] {
-      LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
-        launch_backward_dq_sm90<Sm90DqTraits<kHeadDim, elem_type>, kCausal>(p, stream);
-      });
-    });
-  });
+  LLMLAB_KERNEL_SWITCH(storage, p.head_dim, causal,
+                       [&] { launch_backward_dq_sm90<Sm90DqTraits<kHeadDim, elem_type>, kCausal>(p, stream); });
 }
 
 }  // namespace flash

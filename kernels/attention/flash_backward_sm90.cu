@@ -217,21 +217,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     float sc[kBlockM / 2], dp[kBlockM / 2];
     wait_barrier(bars.full(s), phase);
     sm90::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const std::uint32_t k_offset = (ks / 4) * kBlockN * 128 + (ks % 4) * 32;
-      const std::uint32_t q_offset = (ks / 4) * kBlockM * 128 + (ks % 4) * 32;
-      sm90::Wgmma<T, kBlockM>::template ss<0>(sc, sm90::make_desc_sw128(k_rows + k_offset, 16, 1024),
-                                              sm90::make_desc_sw128(q_stage + q_offset, 16, 1024), ks > 0 ? 1 : 0);
-    }
+    mma_rows_by_rows<T, kBlockM, D, kBlockN, kBlockM>(sc, k_rows, q_stage);
     sm90::wgmma_commit();
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const std::uint32_t v_offset = (ks / 4) * kBlockN * 128 + (ks % 4) * 32;
-      const std::uint32_t do_offset = (ks / 4) * kBlockM * 128 + (ks % 4) * 32;
-      sm90::Wgmma<T, kBlockM>::template ss<0>(dp, sm90::make_desc_sw128(v_rows + v_offset, 16, 1024),
-                                              sm90::make_desc_sw128(do_stage + do_offset, 16, 1024), ks > 0 ? 1 : 0);
-    }
+    mma_rows_by_rows<T, kBlockM, D, kBlockN, kBlockM>(dp, v_rows, do_stage);
     sm90::wgmma_commit();
     sm90::wgmma_wait<1>();  // S^T is done; dP^T may still run
     sm90::fence_operands(sc);
@@ -273,21 +261,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
       sm90::fence_proxy_async();  // the generic-proxy stores, visible to the wgmma reading them
     }
 
-    // dV += P^T dO and dK += dS^T Q: B = dO / Q rows 16 ks .. + 15 (k = queries, n = d
-    // contiguous: MN-major, panels of 64 columns LBO apart).
+    // dV += P^T dO and dK += dS^T Q (k = queries; dO, Q read MN-major).
     sm90::fence_operands(dv);
     sm90::fence_operands(dk);
     sm90::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kBlockM / 16; ++ks) {
-      const std::uint64_t b = sm90::make_desc_sw128(do_stage + ks * 16 * 128, kBlockM * 128, 1024);
-      sm90::Wgmma<T, D>::template rs<1>(dv, pa[ks], b, 1);
-    }
-#pragma unroll
-    for (int ks = 0; ks < kBlockM / 16; ++ks) {
-      const std::uint64_t b = sm90::make_desc_sw128(q_stage + ks * 16 * 128, kBlockM * 128, 1024);
-      sm90::Wgmma<T, D>::template rs<1>(dk, da[ks], b, 1);
-    }
+    mma_fragments_by_tile<T, D, kBlockM>(dv, pa, do_stage);
+    mma_fragments_by_tile<T, D, kBlockM>(dk, da, q_stage);
     sm90::wgmma_commit();
 
     // dQ[64 queries][this consumer's kDqCols] = dS K over the 128 keys: A = dS from the dS^T tile
@@ -357,13 +336,9 @@ void launch_backward_sm90(const Params& p, cudaStream_t stream) {
 }  // namespace
 
 void backward_sm90(const Params& p, Storage storage, bool causal, bool accumulate_dq, cudaStream_t stream) {
-  LLMLAB_STORAGE_SWITCH(storage, [&] {
-    LLMLAB_HEADDIM_SWITCH(p.head_dim, [&] {
-      LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
-        LLMLAB_BOOL_SWITCH(accumulate_dq, kAccumulateDq, [&] {
-          launch_backward_sm90<Sm90BwdTraits<kHeadDim, elem_type>, kCausal, kAccumulateDq>(p, stream);
-        });
-      });
+  LLMLAB_KERNEL_SWITCH(storage, p.head_dim, causal, [&] {
+    LLMLAB_BOOL_SWITCH(accumulate_dq, kAccumulateDq, [&] {
+      launch_backward_sm90<Sm90BwdTraits<kHeadDim, elem_type>, kCausal, kAccumulateDq>(p, stream);
     });
   });
 }

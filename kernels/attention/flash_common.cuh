@@ -135,6 +135,13 @@ inline Params make_params(const AttentionShape& s, const AttentionTensors& t) {
     }                                       \
   }()
 
+// A kernel family's entry point: elem_type, kHeadDim and kCausal bound from a launch's storage,
+// head dim and mask.
+#define LLMLAB_KERNEL_SWITCH(STORAGE, HEADDIM, CAUSAL, ...) \
+  LLMLAB_STORAGE_SWITCH(STORAGE, [&] {                      \
+    LLMLAB_HEADDIM_SWITCH(HEADDIM, [&] { LLMLAB_BOOL_SWITCH(CAUSAL, kCausal, __VA_ARGS__); }); \
+  })
+
 // ---- host checks -----------------------------------------------------------------------------
 
 inline void check_cuda(cudaError_t err, const char* call) {

@@ -112,27 +112,16 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     const std::uint32_t k_stage = sK + (j % kStages) * Tr::kKVBytes;
     sm90::fence_operands(s_flat);
     sm90::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const std::uint32_t panel_offset = (ks / 4) * kBlockM * 128, k_offset = (ks % 4) * 32;
-      const std::uint64_t a = sm90::make_desc_sw128(q_rows + panel_offset + k_offset, 16, 1024);
-      const std::uint64_t b = sm90::make_desc_sw128(k_stage + (ks / 4) * kBlockN * 128 + k_offset, 16, 1024);
-      sm90::Wgmma<T, kBlockN>::template ss<0>(s_flat, a, b, ks > 0 ? 1 : 0);
-    }
+    mma_rows_by_rows<T, kBlockN, D, kBlockM, kBlockN>(s_flat, q_rows, k_stage);
     sm90::wgmma_commit();
   };
-  // O += P V for key block j, P's A fragments in pa: V's 16 key rows of k-step ks start at row
-  // 16 ks (two 8-row groups, SBO apart); its D columns are panels of 64, LBO = one panel apart.
+  // O += P V for key block j, P's A fragments in pa.
   std::uint32_t pa[kBlockN / 16][4];
   auto issue_pv = [&](int j) {
     const std::uint32_t v_stage = sV + (j % kStages) * Tr::kKVBytes;
     sm90::fence_operands(o_flat);
     sm90::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kBlockN / 16; ++ks) {
-      const std::uint64_t b = sm90::make_desc_sw128(v_stage + ks * 16 * 128, kBlockN * 128, 1024);
-      sm90::Wgmma<T, D>::template rs<1>(o_flat, pa[ks], b, 1);
-    }
+    mma_fragments_by_tile<T, D, kBlockN>(o_flat, pa, v_stage);
     sm90::wgmma_commit();
   };
   // Mask and online softmax of block j's scores (as flash_forward.cu): sc becomes P, the row max
@@ -236,13 +225,8 @@ void launch_forward_sm90(const Params& p, cudaStream_t stream) {
 }  // namespace
 
 void forward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream) {
-  LLMLAB_STORAGE_SWITCH(storage, [&] {
-    LLMLAB_HEADDIM_SWITCH(p.head_dim, [&] {
-      LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
-        launch_forward_sm90<Sm90FwdTraits<kHeadDim, elem_type>, kCausal>(p, stream);
-      });
-    });
-  });
+  LLMLAB_KERNEL_SWITCH(storage, p.head_dim, causal,
+                       [&] { launch_forward_sm90<Sm90FwdTraits<kHeadDim, elem_type>, kCausal>(p, stream); });
 }
 
 }  // namespace flash

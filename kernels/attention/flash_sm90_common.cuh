@@ -54,6 +54,36 @@ CUtensorMap make_tensor_map(const void* data, std::int64_t tokens, int heads, in
   return map;
 }
 
+// The two wgmma loops the Hopper kernels are made of, on [rows][D] tiles stored as 64-column
+// panels (128B-swizzled, rows * 128 bytes each; sm90_ptx.cuh's layouts). Both only issue: the
+// caller fences, commits and waits.
+//
+// acc = A B^T over the D columns (scores: S = Q K^T, dP = dO V^T, and their transposes): A is the
+// 64 rows at a_rows of a tile of kARows rows a panel, B the N rows at b_rows of a tile of kBRows
+// rows a panel, both K-major; k-step ks is panel ks / 4, 32 bytes (16 columns) further each.
+template <typename T, int N, int D, int kARows, int kBRows, int R>
+__device__ __forceinline__ void mma_rows_by_rows(float (&acc)[R], std::uint32_t a_rows, std::uint32_t b_rows) {
+#pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+    const std::uint32_t a_offset = (ks / 4) * kARows * 128 + (ks % 4) * 32;
+    const std::uint32_t b_offset = (ks / 4) * kBRows * 128 + (ks % 4) * 32;
+    sm90::Wgmma<T, N>::template ss<0>(acc, sm90::make_desc_sw128(a_rows + a_offset, 16, 1024),
+                                      sm90::make_desc_sw128(b_rows + b_offset, 16, 1024), ks > 0 ? 1 : 0);
+  }
+}
+
+// acc += A B over kK rows of B (O += P V, dV += P^T dO, dK += dS^T Q, dQ += dS K): A from
+// registers (a[ks]: the A fragments of k-step ks), B the tile at b_tile of kK rows and N = D
+// columns, read MN-major: k-step ks's 16 rows start at row 16 ks (two 8-row groups, SBO apart),
+// the columns' panels are LBO = kK * 128 bytes apart.
+template <typename T, int N, int kK, int R>
+__device__ __forceinline__ void mma_fragments_by_tile(float (&acc)[R], const std::uint32_t (&a)[kK / 16][4],
+                                                      std::uint32_t b_tile) {
+#pragma unroll
+  for (int ks = 0; ks < kK / 16; ++ks)
+    sm90::Wgmma<T, N>::template rs<1>(acc, a[ks], sm90::make_desc_sw128(b_tile + ks * 16 * 128, kK * 128, 1024), 1);
+}
+
 // The mbarriers of a query-block kernel (the forward, the deterministic dQ): Q (and dO) once,
 // then a ring of kStages K and V buffers, each with a full barrier (the TMA's bytes have
 // landed) and an empty one (every consumer warp is done with it). K and V have their own, since
