@@ -319,18 +319,11 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 
 template <typename Tr, bool kCausal, bool kAccumulateDq>
 void launch_backward_sm90(const Params& p, cudaStream_t stream) {
-  using T = typename Tr::T;
-  const CUtensorMap q_map = make_tensor_map<T>(p.q, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
-  const CUtensorMap do_map = make_tensor_map<T>(p.dout, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
-  const CUtensorMap k_map = make_tensor_map<T>(p.k, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
-  const CUtensorMap v_map = make_tensor_map<T>(p.v, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
-  auto kernel = backward_sm90_kernel<Tr, kCausal, kAccumulateDq>;
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
-             "cudaFuncSetAttribute (flash backward sm90 shared memory)");
+  const TensorMaps<Tr> maps(p, /*with_dout=*/true);
   const dim3 grid(static_cast<unsigned>((p.max_seqlen + Tr::kBlockN - 1) / Tr::kBlockN),
                   static_cast<unsigned>(p.kv_heads), static_cast<unsigned>(p.docs));
-  LLMLAB_LAUNCH(kernel, grid, Tr::kThreads, Tr::kSmemBytes, stream)(q_map, k_map, v_map, do_map, p);
-  check_cuda(cudaGetLastError(), "flash backward (sm90) kernel launch");
+  launch_warp_specialized<Tr>(backward_sm90_kernel<Tr, kCausal, kAccumulateDq>, grid, stream, "flash backward (sm90)",
+                              maps.q, maps.k, maps.v, maps.dout, p);
 }
 
 }  // namespace

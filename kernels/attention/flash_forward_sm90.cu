@@ -210,16 +210,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 
 template <typename Tr, bool kCausal>
 void launch_forward_sm90(const Params& p, cudaStream_t stream) {
-  using T = typename Tr::T;
-  const CUtensorMap q_map = make_tensor_map<T>(p.q, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
-  const CUtensorMap k_map = make_tensor_map<T>(p.k, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
-  const CUtensorMap v_map = make_tensor_map<T>(p.v, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
-  auto kernel = forward_sm90_kernel<Tr, kCausal>;
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
-             "cudaFuncSetAttribute (flash forward sm90 shared memory)");
-  LLMLAB_LAUNCH(kernel, query_block_grid(p, Tr::kBlockM), Tr::kThreads, Tr::kSmemBytes, stream)
-  (q_map, k_map, v_map, p);
-  check_cuda(cudaGetLastError(), "flash forward (sm90) kernel launch");
+  const TensorMaps<Tr> maps(p, /*with_dout=*/false);
+  launch_warp_specialized<Tr>(forward_sm90_kernel<Tr, kCausal>, query_block_grid(p, Tr::kBlockM), stream,
+                              "flash forward (sm90)", maps.q, maps.k, maps.v, p);
 }
 
 }  // namespace

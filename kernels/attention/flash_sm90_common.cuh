@@ -54,6 +54,31 @@ CUtensorMap make_tensor_map(const void* data, std::int64_t tokens, int heads, in
   return map;
 }
 
+// The TMA descriptors of a launch: Q (and with_dout, dO) in boxes of Tr::kBlockM rows, K and V
+// of Tr::kBlockN.
+template <typename Tr>
+struct TensorMaps {
+  CUtensorMap q, k, v, dout;
+  TensorMaps(const Params& p, bool with_dout) {
+    using T = typename Tr::T;
+    q = make_tensor_map<T>(p.q, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM);
+    k = make_tensor_map<T>(p.k, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
+    v = make_tensor_map<T>(p.v, p.tokens, p.kv_heads, Tr::kHeadDim, Tr::kBlockN);
+    dout = with_dout ? make_tensor_map<T>(p.dout, p.tokens, p.heads, Tr::kHeadDim, Tr::kBlockM) : CUtensorMap{};
+  }
+};
+
+// Launches a warp-specialised kernel (Tr::kThreads threads, Tr::kSmemBytes of dynamic shared
+// memory, past the 48 KB default) on `grid`; `what` names it in errors.
+template <typename Tr, typename... KernelParams, typename... Args>
+void launch_warp_specialized(void (*kernel)(KernelParams...), dim3 grid, cudaStream_t stream, const char* what,
+                             const Args&... args) {
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
+             (std::string(what) + ": cudaFuncSetAttribute (shared memory)").c_str());
+  LLMLAB_LAUNCH(kernel, grid, Tr::kThreads, Tr::kSmemBytes, stream)(args...);
+  check_cuda(cudaGetLastError(), (std::string(what) + " kernel launch").c_str());
+}
+
 // The two wgmma loops the Hopper kernels are made of, on [rows][D] tiles stored as 64-column
 // panels (128B-swizzled, rows * 128 bytes each; sm90_ptx.cuh's layouts). Both only issue: the
 // caller fences, commits and waits.
