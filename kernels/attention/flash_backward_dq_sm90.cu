@@ -26,19 +26,13 @@ namespace flash {
 namespace {
 
 template <int kHeadDim_, typename Elem>
-struct Sm90DqTraits {
-  using T = Elem;
-  static constexpr int kHeadDim = kHeadDim_, kBlockM = 128, kBlockN = 64, kStages = 2;
-  static constexpr int kConsumerWarpgroups = kBlockM / 64, kThreads = 128 * (kConsumerWarpgroups + 1);
-  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-  static constexpr int kPanels = kHeadDim / 64;  // 64-column (128-byte) panels of a [rows][D] tile
-  static constexpr int kQBytes = kBlockM * kHeadDim * 2, kKVBytes = kBlockN * kHeadDim * 2;
+struct Sm90DqTraits : WarpSpecializedTraits<kHeadDim_, Elem, 128, 64> {
+  using Base = WarpSpecializedTraits<kHeadDim_, Elem, 128, 64>;
   // Offsets from the 1024-byte-aligned base: Q, dO, K stages, V stages, then the mbarriers.
-  static constexpr int kDoOffset = kQBytes, kKOffset = 2 * kQBytes, kVOffset = kKOffset + kStages * kKVBytes;
-  static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
-  static constexpr int kSmemBytes = kBarOffset + 8 * (1 + 4 * kStages) + 1024;  // barriers, slack to align
-  static constexpr int kNTiles = kBlockN / 8, kDTiles = kHeadDim / 8;
-  static_assert(kHeadDim % 64 == 0 && kConsumerWarpgroups == 2, "see the header comment");
+  static constexpr int kDoOffset = Base::kQBytes, kKOffset = 2 * Base::kQBytes;
+  static constexpr int kVOffset = kKOffset + Base::kStages * Base::kKVBytes;
+  static constexpr int kBarOffset = kVOffset + Base::kStages * Base::kKVBytes;
+  static constexpr int kSmemBytes = kBarOffset + 8 * (1 + 4 * Base::kStages) + 1024;  // QkvRingBarriers, slack to align
 };
 
 template <typename Tr, bool kCausal>

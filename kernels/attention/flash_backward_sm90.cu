@@ -46,17 +46,14 @@ namespace llmlab::cuda {
 namespace flash {
 namespace {
 
+// Consumer c owns keys 64 c .. + 63 of the 128 (kBlockN = 64 x kConsumerWarpgroups).
 template <int kHeadDim_, typename Elem>
-struct Sm90BwdTraits {
-  using T = Elem;
-  static constexpr int kHeadDim = kHeadDim_, kBlockM = 64, kBlockN = 128, kStages = 2;
-  static constexpr int kConsumerWarpgroups = kBlockN / 64, kThreads = 128 * (kConsumerWarpgroups + 1);
-  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-  static constexpr int kPanels = kHeadDim / 64;  // 64-column (128-byte) panels of a [rows][D] tile
-  static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // one Q or dO tile
-  static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // K or V
-  static constexpr int kDsBytes = kBlockN * kBlockM * 2;   // one dS^T buffer [key][query]
-  static constexpr int kDqCols = kHeadDim / kConsumerWarpgroups;  // dQ columns per consumer
+struct Sm90BwdTraits : WarpSpecializedTraits<kHeadDim_, Elem, 64, 128> {
+  using Base = WarpSpecializedTraits<kHeadDim_, Elem, 64, 128>;
+  static constexpr int kHeadDim = Base::kHeadDim, kBlockM = Base::kBlockM, kBlockN = Base::kBlockN;
+  static constexpr int kStages = Base::kStages, kQBytes = Base::kQBytes, kKVBytes = Base::kKVBytes;
+  static constexpr int kDsBytes = kBlockN * kBlockM * 2;                // one dS^T buffer [key][query]
+  static constexpr int kDqCols = kHeadDim / Base::kConsumerWarpgroups;  // dQ columns per consumer
   // Offsets from the 1024-byte-aligned base (every tile a multiple of 1024 bytes).
   static constexpr int kKOffset = 0, kVOffset = kKVBytes, kQOffset = 2 * kKVBytes;
   static constexpr int kDoOffset = kQOffset + kStages * kQBytes, kDsOffset = kDoOffset + kStages * kQBytes;
@@ -64,7 +61,6 @@ struct Sm90BwdTraits {
   static constexpr int kBarOffset = kDrowOffset + kStages * kBlockM * 4;
   static constexpr int kBarriers = 1 + 2 * kStages;  // kv_full, full[], empty[]
   static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;  // + slack to align the base
-  static_assert(kHeadDim % 64 == 0 && kConsumerWarpgroups == 2 && kBlockM == 64, "see the header comment");
 };
 
 template <typename Tr>

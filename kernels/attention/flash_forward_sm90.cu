@@ -25,24 +25,15 @@ namespace {
 
 // kBlockM = kBlockN = 128: every key block the CTA loads is visible to both consumer warpgroups
 // under the causal mask (kb <= qb for multiples of 128), so neither ever skips a stage and the
-// barrier phases stay in step. Registers per consumer thread: S 64 + O D/2 fp32, P 32; the
-// producer gives up its registers (24) so the consumers may use 240 (24 + 2 x 240 = 504 of 512
-// per thread slot of a 384-thread CTA). Shared memory: Q + 2 stages of K and V = 160 KB (D = 128)
-// or 80 KB (D = 64), one CTA per SM for D = 128.
+// barrier phases stay in step. Registers per consumer thread: S 64 + O D/2 fp32, P 32. Shared
+// memory: Q + 2 stages of K and V = 160 KB (D = 128) or 80 KB (D = 64), one CTA per SM for D = 128.
 template <int kHeadDim_, typename Elem>
-struct Sm90FwdTraits {
-  using T = Elem;
-  static constexpr int kHeadDim = kHeadDim_, kBlockM = 128, kBlockN = 128, kStages = 2;
-  static constexpr int kConsumerWarpgroups = kBlockM / 64, kThreads = 128 * (kConsumerWarpgroups + 1);
-  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-  static constexpr int kPanels = kHeadDim / 64;  // 64-column (128-byte) panels of a [rows][D] tile
-  static constexpr int kQBytes = kBlockM * kHeadDim * 2, kKVBytes = kBlockN * kHeadDim * 2;
+struct Sm90FwdTraits : WarpSpecializedTraits<kHeadDim_, Elem, 128, 128> {
+  using Base = WarpSpecializedTraits<kHeadDim_, Elem, 128, 128>;
   // Offsets from the 1024-byte-aligned base: Q, K stages, V stages, then the mbarriers.
-  static constexpr int kKOffset = kQBytes, kVOffset = kKOffset + kStages * kKVBytes;
-  static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
-  static constexpr int kSmemBytes = kBarOffset + 8 * (1 + 4 * kStages) + 1024;  // barriers (QkvRingBarriers), slack to align
-  static constexpr int kNTiles = kBlockN / 8, kDTiles = kHeadDim / 8;
-  static_assert(kHeadDim % 64 == 0 && kBlockM == kBlockN, "see the comment above");
+  static constexpr int kKOffset = Base::kQBytes, kVOffset = kKOffset + Base::kStages * Base::kKVBytes;
+  static constexpr int kBarOffset = kVOffset + Base::kStages * Base::kKVBytes;
+  static constexpr int kSmemBytes = kBarOffset + 8 * (1 + 4 * Base::kStages) + 1024;  // QkvRingBarriers, slack to align
 };
 
 template <typename Tr, bool kCausal>

@@ -54,6 +54,24 @@ CUtensorMap make_tensor_map(const void* data, std::int64_t tokens, int heads, in
   return map;
 }
 
+// What every warp-specialised Hopper kernel here is: one producer warpgroup and two consumer
+// warpgroups (384 threads; setmaxnreg moves registers from the producer, 24, to the consumers,
+// 240: 24 + 2 x 240 = 504 of the 512 a thread slot of a 384-thread CTA may hold), tiles of
+// kBlockM query rows and kBlockN keys over D = kHeadDim columns stored as 64-column panels, and
+// rings of two stages. Each kernel's traits add their shared-memory layout.
+template <int kHeadDim_, typename Elem, int kBlockM_, int kBlockN_>
+struct WarpSpecializedTraits {
+  using T = Elem;
+  static constexpr int kHeadDim = kHeadDim_, kBlockM = kBlockM_, kBlockN = kBlockN_, kStages = 2;
+  static constexpr int kConsumerWarpgroups = 2, kThreads = 128 * (kConsumerWarpgroups + 1);
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static constexpr int kPanels = kHeadDim / 64;  // 64-column (128-byte) panels of a [rows][D] tile
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // one Q (or dO) tile
+  static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // one K (or V) tile
+  static constexpr int kNTiles = kBlockN / 8, kDTiles = kHeadDim / 8;
+  static_assert(kHeadDim % 64 == 0, "D in whole 64-column panels");
+};
+
 // The TMA descriptors of a launch: Q (and with_dout, dO) in boxes of Tr::kBlockM rows, K and V
 // of Tr::kBlockN.
 template <typename Tr>
