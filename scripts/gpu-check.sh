@@ -5,7 +5,8 @@
 # bench-attn's CUDA sweeps (recipes/bench/attention_h200.yaml) beside PyTorch's
 # scaled_dot_product_attention (flash and cuDNN backends) as the anchor, most important first:
 # head dim 128 and torch on it, varlen + GQA, the sm80-class kernels, head dim 64, the
-# deterministic backward. It prints a short table last.
+# deterministic backward; then, if time is left, compute-sanitizer (memcheck, racecheck) over one
+# test case. It prints a short table last.
 #
 # Binaries: a bundle built here by scripts/gpu-bundle.sh and carried along
 # (run(carry=[".gpu-bundle"], command="scripts/gpu-check.sh $OUT", timeout_s=540)); the GPU
@@ -146,6 +147,20 @@ ROWS=torch-d64.jsonl step torch-d64 50 "${torch[@]}" --seq-lens 1024,4096,16384 
   --causal false,true --modes fwd,bwd
 # The deterministic backward (dq without atomics: more recompute) against the default one above.
 ROWS=llmlab-det.jsonl step bench-det 40 "${bench[@]}" impl=flash seq_lens=4096,16384 mode=bwd deterministic=true
+
+# --- last, if time is left: compute-sanitizer over one test case's kernels (all families,
+# D = 64, causal and not, GQA): out-of-bounds or misaligned accesses, shared-memory races ------
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$sanitizer" ]; then
+  for tool in memcheck racecheck; do
+    step sanitize-$tool 60 "$sanitizer" --tool "$tool" --error-exitcode 1 "$bin/llmlab_cuda_tests" \
+      -tc="cuda attention bf16 D=64*"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$work/sanitize-$tool.log" | head -2 | sed "s/^/  sanitize-$tool: /" |
+      tee -a "$summary"
+  done
+else
+  note "compute-sanitizer not found: no sanitizer steps"
+fi
 
 # --- the figure and the table --------------------------------------------------------------
 pack
