@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -470,7 +471,16 @@ MpiCommunicator::~MpiCommunicator() {
   }
   if (start_comm_ != MPI_COMM_NULL) MPI_Comm_free(&start_comm_);
   if (deferred_comm_ != MPI_COMM_NULL) MPI_Comm_free(&deferred_comm_);
-  if (owns_mpi_) MPI_Finalize();
+  if (owns_mpi_) {
+    // Unwinding an error that every rank raised alike (check_same, a bad recipe): finalize only at
+    // exit, once the tool has printed it. MPI_Finalize waits for every rank, so no rank exits
+    // before all have printed; finalizing here instead, the first rank to exit non-zero would
+    // make mpirun kill the others before they print theirs.
+    if (std::uncaught_exceptions() > 0)
+      std::atexit([] { MPI_Finalize(); });
+    else
+      MPI_Finalize();
+  }
 }
 
 void MpiCommunicator::mpi_failed(int rc, const char* call, const char* file, int line) {
