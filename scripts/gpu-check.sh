@@ -4,9 +4,9 @@
 # sm80-class kernels first on their own), then
 # bench-attn's CUDA sweeps (recipes/bench/attention_h200.yaml) beside PyTorch's
 # scaled_dot_product_attention (flash and cuDNN backends) as the anchor, most important first:
-# head dim 128 and torch on it, varlen + GQA, the sm80-class kernels, head dim 64, the
-# deterministic backward; then, if time is left, compute-sanitizer (memcheck, racecheck) over one
-# test case. It prints a short table last.
+# head dim 128 and torch on it, varlen + GQA, varlen of equal documents against dense, the
+# sm80-class kernels, head dim 64, the deterministic backward; then, if time is left,
+# compute-sanitizer (memcheck, racecheck) over one test case. It prints a short table last.
 #
 # Binaries: a bundle built here by scripts/gpu-bundle.sh and carried along
 # (run(carry=[".gpu-bundle"], command="scripts/gpu-check.sh $OUT", timeout_s=540)); the GPU
@@ -139,6 +139,10 @@ ROWS=torch-d128.jsonl step torch-d128 120 "${torch[@]}" --seq-lens 512,1024,2048
 # Packed documents (lognormal lengths) beside dense rows, and GQA 16/4 (Llama-style).
 ROWS=llmlab-varlen.jsonl step bench-varlen 50 "${bench[@]}" impl=flash seq_lens=4096,16384 layout=dense,varlen \
   kv_heads=4 causal=true mode=fwd,bwd
+# Varlen of 4 equal documents a row against the dense rows of their length in bench-d128 (the
+# goal: within 5%; the summary prints the ratios).
+ROWS=llmlab-varlen-equal.jsonl step bench-varlen-equal 40 "${bench[@]}" impl=flash seq_lens=4096,16384 \
+  layout=varlen doc_lengths=equal mode=fwd,bwd
 # The sm80-class kernels (milestone 1) beside the sm90 ones the sweeps above ran (milestone 2).
 [ "$flash_kernel" = auto ] && ROWS=llmlab-sm80.jsonl step bench-sm80 50 "${bench[@]}" impl=flash \
   seq_lens=1024,4096,16384 mode=fwd,bwd flash_kernel=sm80

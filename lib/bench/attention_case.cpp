@@ -71,6 +71,13 @@ std::vector<std::int64_t> shard_doc_lengths(const std::string& path) {
 
 std::vector<std::int32_t> varlen_cu_seqlens(const std::string& source, std::int64_t seq_len, std::int64_t batch,
                                             std::uint64_t seed) {
+  std::vector<std::int32_t> cu = {0};
+  if (source == "equal") {  // 4 documents a row, lengths within one token of seq_len / 4
+    for (std::int64_t row = 0; row < batch; ++row)
+      for (std::int64_t d = 0; d < 4; ++d)
+        cu.push_back(static_cast<std::int32_t>(row * seq_len + (d + 1) * seq_len / 4));
+    return cu;
+  }
   std::vector<std::int64_t> from_shard;
   if (source != "lognormal") from_shard = shard_doc_lengths(source);
   std::uint64_t state = seed ^ 0x5eed0f1e5ull;
@@ -81,7 +88,6 @@ std::vector<std::int32_t> varlen_cu_seqlens(const std::string& source, std::int6
     const double len = static_cast<double>(seq_len) / 8 * std::exp(normal(state));
     return std::clamp<std::int64_t>(std::llround(len), 16, seq_len);
   };
-  std::vector<std::int32_t> cu = {0};
   for (std::int64_t row = 0; row < batch; ++row) {
     std::int64_t left = seq_len;
     while (left > 0) {

@@ -34,10 +34,11 @@ struct AttentionCase {
   std::string label() const;
 };
 
-// Document lengths of varlen rows: `source` is "lognormal" or a pack-data shard path.
-// Lengths are dealt into `batch` rows of exactly `seq_len` tokens (a document that does not
-// fit is cut at the row's end, as packing with splitting does). Throws InputError for an
-// unreadable shard.
+// Document lengths of varlen rows: `source` is "lognormal", "equal" (4 documents a row, each
+// seq_len / 4 give or take a token: the packed counterpart of dense rows of that length) or a
+// pack-data shard path. Lengths are dealt into `batch` rows of exactly `seq_len` tokens (a
+// document that does not fit is cut at the row's end, as packing with splitting does). Throws
+// InputError for an unreadable shard.
 std::vector<std::int32_t> varlen_cu_seqlens(const std::string& source, std::int64_t seq_len, std::int64_t batch,
                                             std::uint64_t seed);
 

@@ -19,6 +19,7 @@ nlohmann::ordered_json attention_row_json(const AttentionRow& r) {
   j["batch"] = c.batch;
   j["tokens"] = c.tokens();
   j["docs"] = c.docs();
+  j["max_doc_len"] = c.max_doc_len();
   j["heads"] = c.heads;
   j["kv_heads"] = c.kv_heads;
   j["head_dim"] = c.head_dim;

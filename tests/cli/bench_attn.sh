@@ -26,9 +26,11 @@ import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 assert len(rows) == 2 * 2 * 2 * 2, len(rows)  # impls x lengths x masks x modes
 for r in rows:
-    for key in ("impl", "device", "seq_len", "mode", "ms", "tflops", "max_abs_err", "memory_bytes", "error_ok"):
+    for key in ("impl", "device", "seq_len", "mode", "ms", "tflops", "max_abs_err", "memory_bytes", "error_ok",
+                "max_doc_len"):
         assert key in r, key
     assert r["deterministic"] is True, r  # the CPU kernels always are
+    assert r["max_doc_len"] == r["seq_len"] and r["docs"] == r["batch"], r  # dense: a document a row
     assert r["device"].startswith("cpu"), r
     assert r["ms"] > 0 and r["tflops"] > 0 and r["error_ok"], r
     assert r["max_abs_err"] < 1e-4, r
@@ -58,6 +60,15 @@ check "--quiet prints no progress" test ! -s "$tmp/csv.err"
   { echo "FAIL: packing the samples"; exit 1; }
 run shard "${small[@]}" layout=varlen doc_lengths="$tmp/packed/shard-00000.bin" mode=fwd --json --quiet
 check "varlen lengths from a shard" test "$rc" -eq 0 -a "$(wc -l <"$tmp/shard.out")" -eq 4
+
+# Equal document lengths: 4 a row, so that a varlen row compares with dense rows of its documents' length.
+run equal "${small[@]}" layout=varlen doc_lengths=equal mode=fwd --json --quiet
+check "varlen with equal lengths: 4 documents of seq_len / 4 a row" python3 - "$tmp/equal.out" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+assert len(rows) == 4, len(rows)
+assert all(r["docs"] == 4 * r["batch"] and r["max_doc_len"] * 4 == r["seq_len"] for r in rows), rows
+PY
 
 run skip "${small[@]}" max_naive_bytes=1KiB mode=fwd --json --quiet
 check "naive is skipped with a reason when its probabilities exceed the budget" \

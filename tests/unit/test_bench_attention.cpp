@@ -66,6 +66,27 @@ TEST_CASE("bench attention cases keep tokens per batch constant and count FlashA
   }
 }
 
+TEST_CASE("bench attention: equal varlen lengths pack 4 documents of seq_len / 4 a row") {
+  AttentionBenchSettings s = small_settings();
+  s.layouts = {BenchLayout::varlen};
+  s.doc_lengths = "equal";
+  s.seq_lens = {256, 130};  // 130: lengths 32, 33, 32, 33
+  for (const AttentionCase& c : attention_cases(s)) {
+    CAPTURE(c.label());
+    CHECK(rows_are_whole(c));
+    CHECK(c.docs() == 4 * c.batch);
+    CHECK(c.max_doc_len() == (c.seq_len + 3) / 4);
+    for (std::int64_t i = 0; i < c.docs(); ++i) CHECK(c.cu_seqlens[i + 1] - c.cu_seqlens[i] >= c.seq_len / 4);
+    // The work of dense rows of the documents' length (exactly so when 4 divides seq_len).
+    if (c.seq_len % 4 == 0) {
+      AttentionCase dense = c;
+      dense.cu_seqlens.clear();
+      for (std::int64_t i = 0; i <= c.docs(); ++i) dense.cu_seqlens.push_back(static_cast<std::int32_t>(i * c.seq_len / 4));
+      CHECK(c.forward_flops() == doctest::Approx(dense.forward_flops()));
+    }
+  }
+}
+
 TEST_CASE("bench attention takes varlen document lengths from a pack-data shard") {
   test::ScratchDir dir("bench-shard");
   const std::string path = dir.path("rows.bin");
