@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries scripts/gpu-check.sh runs (bench-attn, llmlab_cuda_tests; CUDA for
 # sm_90a) here and packs them, with every shared library they load that a bare GPU machine
-# lacks, into .gpu-bundle/llmlab-gpu.tar.xz. The lent GPU machine has nvcc and the CUDA
+# lacks, into .gpu-bundle/llmlab-gpu.tar.gz. The lent GPU machine has nvcc and the CUDA
 # libraries but none of our Debian packages (yaml-cpp, fmt, oneDNN, OpenMPI...) and no network,
 # and its 15 minutes are too few to compile the kernels there; so device calls carry this
 # bundle (`carry: [".gpu-bundle"]`) and gpu-check.sh runs it, building only without one.
@@ -55,8 +55,10 @@ source_hash=$(scripts/gpu-source-hash.sh)
 } >"$root/manifest.txt"
 
 mkdir -p .gpu-bundle
-tar -C "$stage" -cf - llmlab-gpu | xz -T"$(nproc)" -6 >.gpu-bundle/llmlab-gpu.tar.xz.tmp
-mv .gpu-bundle/llmlab-gpu.tar.xz.tmp .gpu-bundle/llmlab-gpu.tar.xz
+# gzip rather than xz: 18 MB instead of 11, but any machine unpacks it.
+tar -C "$stage" -czf .gpu-bundle/llmlab-gpu.tar.gz.tmp llmlab-gpu
+mv .gpu-bundle/llmlab-gpu.tar.gz.tmp .gpu-bundle/llmlab-gpu.tar.gz
+rm -f .gpu-bundle/llmlab-gpu.tar.xz  # an older bundle's name
 cat "$root/manifest.txt"
-echo "gpu-bundle: .gpu-bundle/llmlab-gpu.tar.xz ($(du -h .gpu-bundle/llmlab-gpu.tar.xz | cut -f1)," \
+echo "gpu-bundle: .gpu-bundle/llmlab-gpu.tar.gz ($(du -h .gpu-bundle/llmlab-gpu.tar.gz | cut -f1)," \
   "$(ls "$root/lib" | wc -l) libraries); carry it: run(carry=[\".gpu-bundle\"], command=\"scripts/gpu-check.sh \$OUT\")"

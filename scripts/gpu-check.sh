@@ -68,9 +68,9 @@ note "device: $(tail -n +2 "$work/nvidia-smi.txt" | head -1)"
 
 # --- binaries: the carried bundle, else a build here --------------------------------------
 bin=""
-bundle=.gpu-bundle/llmlab-gpu.tar.xz
+bundle=.gpu-bundle/llmlab-gpu.tar.gz
 if [ -f "$bundle" ] && [ -z "${GPU_CHECK_BUILD:-}" ]; then
-  tar -C "$unpacked" -xJf "$bundle"
+  tar -C "$unpacked" -xzf "$bundle"
   root="$unpacked/llmlab-gpu"
   built_from=$(awk '$1 == "source_hash" {print $2}' "$root/manifest.txt")
   if [ "$built_from" != "$(scripts/gpu-source-hash.sh)" ]; then
