@@ -134,7 +134,6 @@ __device__ __forceinline__ void mma_fragments_by_tile(float (&acc)[R], const std
 template <typename Tr>
 struct QkvRingBarriers {
   std::uint32_t base;  // 8 * (1 + 4 kStages) bytes of shared memory, 8-byte aligned
-  static constexpr int kCount = 1 + 4 * Tr::kStages;
   __device__ __forceinline__ std::uint32_t q_full() const { return base; }
   __device__ __forceinline__ std::uint32_t k_full(int s) const { return base + 8 * (1 + s); }
   __device__ __forceinline__ std::uint32_t v_full(int s) const { return base + 8 * (1 + Tr::kStages + s); }
