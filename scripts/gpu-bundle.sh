@@ -33,6 +33,10 @@ done
 
 # Every library ldd resolves, except glibc's own (any machine has a compatible or newer one),
 # the driver and the CUDA toolkit's large libraries, which the GPU machine's image provides.
+linked=$(for b in "${binaries[@]}"; do ldd "$build/bin/$b"; done)
+if grep -q 'not found' <<<"$linked"; then
+  echo "gpu-bundle: a library of the binaries is not found here (ldd)" >&2; exit 1
+fi
 device_libs=()
 while read -r soname path; do
   case "$soname" in
@@ -41,10 +45,7 @@ while read -r soname path; do
     libcublas* | libnccl* | libcudart.so*) device_libs+=("$soname") ;;
     *) [ -e "$root/lib/$soname" ] || cp -L "$path" "$root/lib/$soname" ;;
   esac
-done < <(for b in "${binaries[@]}"; do ldd "$build/bin/$b"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u)
-if for b in "${binaries[@]}"; do ldd "$build/bin/$b"; done | grep -q 'not found'; then
-  echo "gpu-bundle: a library of the binaries is not found here (ldd)" >&2; exit 1
-fi
+done < <(awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' <<<"$linked" | sort -u)
 
 source_hash=$(scripts/gpu-source-hash.sh)
 {

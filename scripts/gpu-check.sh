@@ -42,25 +42,25 @@ pack() {  # refreshes OUT_DIR's copies of the logs and rows
   cat "$work"/*.jsonl 2>/dev/null | grep '^{' >"$out/results.jsonl.tmp"; mv "$out/results.jsonl.tmp" "$out/results.jsonl"
   tar -C "$work" -czf "$out/gpu-check.tar.gz.tmp" . && mv "$out/gpu-check.tar.gz.tmp" "$out/gpu-check.tar.gz"
 }
-# step NAME LIMIT_S COMMAND...: runs with min(LIMIT_S, what is left of the budget); stderr (and
-# stdout, unless ROWS names a file for it) in WORK/NAME.log.
-ROWS=""
-step() {
-  local name="$1" limit="$2"; shift 2
+# run_limited NAME LIMIT_S ROWS COMMAND...: runs with min(LIMIT_S, what is left of the budget);
+# stdout in WORK/NAME.jsonl when ROWS is 1, else with stderr in WORK/NAME.log.
+run_limited() {
+  local name="$1" limit="$2" rows="$3"; shift 3
   local left=$((budget - ($(date +%s) - t0)))
-  if [ "$left" -lt 20 ]; then note "$name: SKIPPED (the ${budget} s budget is spent)"; ROWS=""; return 3; fi
+  if [ "$left" -lt 20 ]; then note "$name: SKIPPED (the ${budget} s budget is spent)"; return 3; fi
   [ "$limit" -gt "$left" ] && limit=$left
   local s=$(date +%s) rc
-  if [ -n "$ROWS" ]; then timeout --kill-after=10 "$limit" "$@" >"$work/$ROWS" 2>"$work/$name.log"
+  if [ "$rows" = 1 ]; then timeout --kill-after=10 "$limit" "$@" >"$work/$name.jsonl" 2>"$work/$name.log"
   else timeout --kill-after=10 "$limit" "$@" >"$work/$name.log" 2>&1; fi
   rc=$?
   if [ $rc -eq 0 ]; then note "$name: ok ($(($(date +%s) - s)) s)"
-  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then note "$name: TIMED OUT after $limit s (rows so far kept; see $name.log)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then note "$name: TIMED OUT after $limit s (see $name.log)"
   else note "$name: FAILED with exit code $rc (see $name.log: $(tail -1 "$work/$name.log" | cut -c1-160))"; fi
-  ROWS=""
   pack
   return $rc
 }
+step() { run_limited "$1" "$2" 0 "${@:3}"; }     # NAME LIMIT_S COMMAND...
+measure() { run_limited "$1" "$2" 1 "${@:3}"; }  # the same, its JSON rows (kept if cut short) apart
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$work/nvidia-smi.txt" 2>&1 ||
   note "nvidia-smi failed"
@@ -133,24 +133,24 @@ torch=(python3 scripts/bench/torch_attention.py --device cuda --dtype bf16 --imp
   --warmup 2 --repeats 10 --rotate-bytes 536870912)
 export PYTHONUNBUFFERED=1
 
-ROWS=llmlab-d128.jsonl step bench-d128 150 "${bench[@]}"
-ROWS=torch-d128.jsonl step torch-d128 120 "${torch[@]}" --seq-lens 512,1024,2048,4096,8192,16384 --head-dims 128 \
+measure bench-d128 150 "${bench[@]}"
+measure torch-d128 120 "${torch[@]}" --seq-lens 512,1024,2048,4096,8192,16384 --head-dims 128 \
   --heads 16 --causal false,true --modes fwd,bwd,fwd_bwd
 # Packed documents (lognormal lengths) beside dense rows, and GQA 16/4 (Llama-style).
-ROWS=llmlab-varlen.jsonl step bench-varlen 50 "${bench[@]}" impl=flash seq_lens=4096,16384 layout=dense,varlen \
+measure bench-varlen 50 "${bench[@]}" impl=flash seq_lens=4096,16384 layout=dense,varlen \
   kv_heads=4 causal=true mode=fwd,bwd
 # Varlen of 4 equal documents a row against the dense rows of their length in bench-d128 (the
 # goal: within 5%; the summary prints the ratios).
-ROWS=llmlab-varlen-equal.jsonl step bench-varlen-equal 40 "${bench[@]}" impl=flash seq_lens=4096,16384 \
+measure bench-varlen-equal 40 "${bench[@]}" impl=flash seq_lens=4096,16384 \
   layout=varlen doc_lengths=equal mode=fwd,bwd
 # The sm80-class kernels (milestone 1) beside the sm90 ones the sweeps above ran (milestone 2).
-[ "$flash_kernel" = auto ] && ROWS=llmlab-sm80.jsonl step bench-sm80 50 "${bench[@]}" impl=flash \
+[ "$flash_kernel" = auto ] && measure bench-sm80 50 "${bench[@]}" impl=flash \
   seq_lens=1024,4096,16384 mode=fwd,bwd flash_kernel=sm80
-ROWS=llmlab-d64.jsonl step bench-d64 50 "${bench[@]}" head_dim=64 heads=32 seq_lens=1024,4096,16384 mode=fwd,bwd
-ROWS=torch-d64.jsonl step torch-d64 50 "${torch[@]}" --seq-lens 1024,4096,16384 --head-dims 64 --heads 32 \
+measure bench-d64 50 "${bench[@]}" head_dim=64 heads=32 seq_lens=1024,4096,16384 mode=fwd,bwd
+measure torch-d64 50 "${torch[@]}" --seq-lens 1024,4096,16384 --head-dims 64 --heads 32 \
   --causal false,true --modes fwd,bwd
 # The deterministic backward (dq without atomics: more recompute) against the default one above.
-ROWS=llmlab-det.jsonl step bench-det 40 "${bench[@]}" impl=flash seq_lens=4096,16384 mode=bwd deterministic=true
+measure bench-det 40 "${bench[@]}" impl=flash seq_lens=4096,16384 mode=bwd deterministic=true
 
 # --- last, if time is left: compute-sanitizer over one test case's kernels (all families,
 # D = 64, causal and not, GQA): out-of-bounds or misaligned accesses, shared-memory races ------
