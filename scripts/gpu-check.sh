@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one prepared GPU check, sized for a lent H100/H200 (15 minutes of device time,
 # its start included): runs the CUDA unit tests (every kernel against the CPU reference; the
-# sm80-class kernels first on their own), then
+# sm80-class kernels first on their own, then probes of each Hopper primitive), then
 # bench-attn's CUDA sweeps (recipes/bench/attention_h200.yaml) beside PyTorch's
 # scaled_dot_product_attention (flash and cuDNN backends) as the anchor, most important first:
 # head dim 128 and torch on it, varlen + GQA, varlen of equal documents against dense, the
@@ -115,10 +115,16 @@ pack
 # sweeps still time the proven sm80-class kernels.
 LLMLAB_CUDA_TESTS_KERNELS=sm80 step cuda-tests-sm80 60 "$bin/llmlab_cuda_tests"
 sm80_ok=$?
-step cuda-tests 90 "$bin/llmlab_cuda_tests"
+# The Hopper primitives one at a time (tests/cuda/test_sm90_probes.cpp: a TMA box's bytes, each
+# wgmma loop of the sm90 kernels against exact arithmetic): should an sm90 kernel fail below,
+# these say which layout assumption is wrong; every failing probe's elements go to probes/.
+mkdir -p "$work/probes"
+LLMLAB_PROBE_DUMP_DIR="$work/probes" step cuda-probes 40 "$bin/llmlab_cuda_tests" -tc="sm90 probe*"
+step cuda-tests 90 "$bin/llmlab_cuda_tests" -tce="sm90 probe*"
 all_ok=$?
-for log in cuda-tests-sm80 cuda-tests; do
-  grep -E "test cases|SKIP|ERROR|FAILED" "$work/$log.log" | head -10 | sed "s/^/  $log: /" | tee -a "$summary"
+for log in cuda-tests-sm80 cuda-probes cuda-tests; do
+  grep -E "test cases|SKIP|ERROR|FAILED|elements differ" "$work/$log.log" | head -12 | cut -c1-240 |
+    sed "s/^/  $log: /" | tee -a "$summary"
 done
 flash_kernel=auto
 if [ $all_ok -ne 0 ] && [ $sm80_ok -eq 0 ]; then

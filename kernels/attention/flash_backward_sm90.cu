@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   const std::uint32_t k_rows = sK + consumer * 64 * 128, v_rows = sV + consumer * 64 * 128;
   // K's columns of this consumer's dQ share, as B of dQ = dS K (MN-major): panel c at D = 128,
   // half a panel (64 bytes in) at D = 64.
-  const std::uint32_t k_cols = sK + (consumer * kDqCols / 64) * kBlockN * 128 + (consumer * kDqCols % 64) * 2;
+  const std::uint32_t k_cols = panel_column<kBlockN>(sK, consumer * kDqCols);
   float dk[D / 2], dv[D / 2];  // dK^T-fragment: dk[4j + e] is key kb + key0 + g + 8 (e / 2), column 8 j + 2 t4 + e % 2
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.0f;
@@ -243,17 +243,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
         pa[ks][r] = pack2<T>(sc[i], sc[i + 1]);
         da[ks][r] = pack2<T>(sc[i] * (dp[i] - drow[qc]), sc[i + 1] * (dp[i + 1] - drow[qc + 1]));
       }
-    // dS^T into the [128 keys][64 queries] tile (128-byte rows, 16-byte chunk c of row r at
-    // c ^ (r % 8)): register r of da[ks] holds key key0 + g + 8 (r % 2), queries
-    // 16 ks + 8 (r / 2) + 2 t4 + {0, 1}.
+    // dS^T into rows key0.. of the [128 keys][64 queries] tile.
     if constexpr (kAccumulateDq) {
-#pragma unroll
-      for (int ks = 0; ks < kBlockM / 16; ++ks)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int row = key0 + g + 8 * (r % 2), chunk = 2 * ks + r / 2;
-          *reinterpret_cast<std::uint32_t*>(ds_ptr + row * 128 + ((chunk ^ g) << 4) + 4 * t4) = da[ks][r];
-        }
+      store_fragments_sw128(ds_ptr, da, key0, g, t4);
       sm90::fence_proxy_async();  // the generic-proxy stores, visible to the wgmma reading them
     }
 
@@ -271,11 +263,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     if constexpr (kAccumulateDq) {
       sm90::named_barrier_sync(kDsReady, 256);
       sm90::wgmma_fence();
-#pragma unroll
-      for (int ks = 0; ks < kBlockN / 16; ++ks)
-        sm90::Wgmma<T, kDqCols>::template ss<1, 1>(
-            dq, sm90::make_desc_sw128(ds_tile + ks * 16 * 128, Tr::kDsBytes, 1024),
-            sm90::make_desc_sw128(k_cols + ks * 16 * 128, kBlockN * 128, 1024), ks > 0 ? 1 : 0);
+      mma_tile_by_tile<T, kDqCols, kBlockN>(dq, ds_tile, k_cols);
       sm90::wgmma_commit();
     }
     sm90::wgmma_wait<0>();

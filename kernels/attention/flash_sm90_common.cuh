@@ -127,6 +127,41 @@ __device__ __forceinline__ void mma_fragments_by_tile(float (&acc)[R], const std
     sm90::Wgmma<T, N>::template rs<1>(acc, a[ks], sm90::make_desc_sw128(b_tile + ks * 16 * 128, kK * 128, 1024), 1);
 }
 
+// acc = A B over kK rows of both tiles, A and B read MN-major from [kK][..] tiles (dQ = dS K: A =
+// dS from the [key][query] dS^T tile, its 64 m = query columns in one panel; B = K's columns from
+// b_cols, panels kK * 128 bytes apart): k-step ks's 16 rows start at row 16 ks of both.
+template <typename T, int N, int kK, int R>
+__device__ __forceinline__ void mma_tile_by_tile(float (&acc)[R], std::uint32_t a_tile, std::uint32_t b_cols) {
+#pragma unroll
+  for (int ks = 0; ks < kK / 16; ++ks)
+    sm90::Wgmma<T, N>::template ss<1, 1>(acc, sm90::make_desc_sw128(a_tile + ks * 16 * 128, kK * 128, 1024),
+                                         sm90::make_desc_sw128(b_cols + ks * 16 * 128, kK * 128, 1024), ks > 0 ? 1 : 0);
+}
+
+// Shared address of column `col` (a multiple of 8) of row 0 in a [kRows][D] tile stored as
+// 64-column panels: an MMA operand's first column (B of mma_tile_by_tile).
+template <int kRows>
+__device__ __forceinline__ std::uint32_t panel_column(std::uint32_t tile, int col) {
+  return tile + static_cast<std::uint32_t>((col / 64) * kRows * 128 + (col % 64) * 2);
+}
+
+// A fragments (the mma.m16n8k16 A layout of rows row0 + 0..15, k-step ks = columns 16 ks..+15)
+// stored as rows of a 64-column 128B-swizzled tile (128-byte rows, 16-byte chunk c of row r at
+// c ^ (r % 8); row0 % 8 == 0, so r % 8 = g), where an MMA reads them MN-major (dS^T for dQ = dS K).
+// Generic-proxy stores: the caller fences (fence_proxy_async) before a wgmma reads them.
+template <int kKSteps>
+__device__ __forceinline__ void store_fragments_sw128(unsigned char* tile, const std::uint32_t (&a)[kKSteps][4],
+                                                      int row0, int g, int t4) {
+  static_assert(kKSteps * 16 <= 64, "one 64-column panel");
+#pragma unroll
+  for (int ks = 0; ks < kKSteps; ++ks)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int row = row0 + g + 8 * (r % 2), chunk = 2 * ks + r / 2;
+      *reinterpret_cast<std::uint32_t*>(tile + row * 128 + ((chunk ^ g) << 4) + 4 * t4) = a[ks][r];
+    }
+}
+
 // The mbarriers of a query-block kernel (the forward, the deterministic dQ): Q (and dO) once,
 // then a ring of kStages K and V buffers, each with a full barrier (the TMA's bytes have
 // landed) and an empty one (every consumer warp is done with it). K and V have their own, since

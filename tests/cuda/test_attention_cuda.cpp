@@ -22,6 +22,7 @@
 #include "kernels/attention/attention_cuda.hpp"
 #include "ops/cpu/cpu_backend.hpp"
 #include "ops/cuda/device_memory.hpp"
+#include "tests/cuda/sm90_selected.hpp"
 
 using namespace llmlab;
 
@@ -187,16 +188,6 @@ Result run_naive(const Problem& p) {
   return d.download_all();
 }
 
-// The sm90 kernels run where the device has them (a Hopper GPU, or the emulator), unless
-// LLMLAB_CUDA_TESTS_KERNELS=sm80 leaves them out: scripts/gpu-check.sh first proves the
-// sm80-class kernels alone, so that an sm90 kernel that hangs on new hardware cannot take the
-// sm80 results down with it.
-bool have_sm90() {
-  const char* only = std::getenv("LLMLAB_CUDA_TESTS_KERNELS");
-  if (only && std::string(only) == "sm80") return false;
-  return cuda::resolve_flash_kernel(cuda::FlashKernel::automatic) == cuda::FlashKernel::sm90;
-}
-
 // One flash forward by the sm80 kernel, then on its out and lse the sm80 backward in the default
 // (atomic dQ) mode and twice in the deterministic mode; each backward starts from garbage
 // gradients. Where the sm90 kernels exist: the sm90 forward too, from garbage out and lse, and
@@ -228,7 +219,7 @@ FlashRuns run_flash(const Problem& p) {
   };
   for (Result* result : {&r.atomic, &r.deterministic, &r.deterministic_again})
     backward(*result, result != &r.atomic, cuda::FlashKernel::sm80);
-  r.has_sm90 = have_sm90();
+  r.has_sm90 = test::sm90_selected();
   if (r.has_sm90) {
     DeviceProblem d90(p);  // fresh garbage in out and lse
     cuda::flash_forward(p.s, d90.t, fwd_ws.get(), nullptr, cuda::FlashKernel::sm90);
