@@ -126,6 +126,12 @@ for log in cuda-tests-sm80 cuda-probes cuda-tests; do
   grep -E "test cases|SKIP|ERROR|FAILED|elements differ" "$work/$log.log" | head -12 | cut -c1-240 |
     sed "s/^/  $log: /" | tee -a "$summary"
 done
+# The machine code the kernels became (no disassembler here): HGMMA where wgmma was meant, no
+# LDL/STL (local memory), read later from gpu-check.tar.gz.
+if command -v cuobjdump >/dev/null; then
+  step sass 30 bash -c "cuobjdump --dump-sass '$bin/bench-attn' | gzip >'$work/sass.txt.gz'"
+  note "sass: $(zcat "$work/sass.txt.gz" | grep -c HGMMA) HGMMA, $(zcat "$work/sass.txt.gz" | grep -cE '\b(LDL|STL)\b') LDL/STL"
+fi
 flash_kernel=auto
 if [ $all_ok -ne 0 ] && [ $sm80_ok -eq 0 ]; then
   flash_kernel=sm80
