@@ -9,6 +9,8 @@
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled_v12000 (the emulator's cuda.h has it)
 #endif
 
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -38,19 +40,28 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 
 // [tokens, heads, D] tensor, boxes of 64 columns x 1 head x box_rows rows, 128B swizzle; rows
 // past the tensor's end read as zero.
+//
+// The driver rejects a CUtensorMap to encode that is not 64-byte aligned (CUDA_ERROR_INVALID_VALUE),
+// and the type's alignas(64) is not enough: GCC 12 (-O3, the host compiler of both builds) has
+// placed the temporary a returned map lands in on a 32-byte boundary (seen in the emulated build,
+// whose cuTensorMapEncodeTiled checks it as the driver does). So the map is encoded in a buffer
+// aligned by hand and returned by copy; a launch copies it into the kernel's parameters anyway.
 template <typename T>
 CUtensorMap make_tensor_map(const void* data, std::int64_t tokens, int heads, int head_dim, int box_rows) {
-  CUtensorMap map{};
+  unsigned char raw[sizeof(CUtensorMap) + 64] = {};
+  auto* encoded = reinterpret_cast<CUtensorMap*>((reinterpret_cast<std::uintptr_t>(raw) + 63) & ~std::uintptr_t{63});
   const cuuint64_t dims[3] = {static_cast<cuuint64_t>(head_dim), static_cast<cuuint64_t>(heads),
                               static_cast<cuuint64_t>(tokens)};
   const cuuint64_t strides[2] = {static_cast<cuuint64_t>(head_dim) * 2, static_cast<cuuint64_t>(heads) * head_dim * 2};
   const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(box_rows)};
   const cuuint32_t element_strides[3] = {1, 1, 1};
   const CUresult r = tensor_map_encoder()(
-      &map, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
+      encoded, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
       const_cast<void*>(data), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
       CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) throw Error("flash (sm90): cuTensorMapEncodeTiled failed (" + std::to_string(r) + ")");
+  CUtensorMap map;
+  std::memcpy(&map, encoded, sizeof map);
   return map;
 }
 
