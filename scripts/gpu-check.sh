@@ -4,7 +4,7 @@
 # sm80-class kernels first on their own, then probes of each Hopper primitive), then
 # bench-attn's CUDA sweeps (recipes/bench/attention_h200.yaml) beside PyTorch's
 # scaled_dot_product_attention (flash and cuDNN backends) as the anchor, most important first:
-# head dim 128 and torch on it, varlen + GQA, varlen of equal documents against dense, the
+# head dim 128 and torch on it, the backward with dQ by bulk reductions, varlen + GQA, varlen of equal documents against dense, the
 # sm80-class kernels, head dim 64, the deterministic backward; then, if time is left,
 # compute-sanitizer (memcheck, racecheck) over one test case. It prints a short table last.
 #
@@ -148,6 +148,9 @@ export PYTHONUNBUFFERED=1
 measure bench-d128 150 "${bench[@]}"
 measure torch-d128 120 "${torch[@]}" --seq-lens 512,1024,2048,4096,8192,16384 --head-dims 128 \
   --heads 16 --causal false,true --modes fwd,bwd,fwd_bwd
+# The sm90 backward's dQ by bulk reductions (FlashAttention-3's way) against its atomics above:
+# the default follows whichever is faster.
+[ "$flash_kernel" = auto ] && measure bench-bulk-dq 60 "${bench[@]}" impl=flash mode=bwd dq_reduction=bulk
 # Packed documents (lognormal lengths) beside dense rows, and GQA 16/4 (Llama-style).
 measure bench-varlen 50 "${bench[@]}" impl=flash seq_lens=4096,16384 layout=dense,varlen \
   kv_heads=4 causal=true mode=fwd,bwd

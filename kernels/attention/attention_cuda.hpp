@@ -67,10 +67,19 @@ std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool determi
 enum class FlashKernel { automatic, sm80, sm90 };
 FlashKernel resolve_flash_kernel(FlashKernel requested);  // automatic -> what runs on device 0
 const char* flash_kernel_name(FlashKernel kernel);       // "auto", "sm80", "sm90"
+// How the sm90 backward's default (atomic) mode adds each step's dQ into its fp32 accumulator:
+// atomics, FlashAttention-2's way (each MMA thread adds its accumulator pairs), or bulk,
+// FlashAttention-3's (each warp stages its 16 rows in shared memory and one cp.reduce.async.bulk
+// a row adds them, so the MMA warps issue 1 instruction a row instead of D/8 atomics a thread).
+// Both leave dq's rounding to the order the CTAs run in. bulk with the sm80 kernel or the
+// deterministic mode is an error.
+enum class DqReduction { atomics, bulk };
+const char* dq_reduction_name(DqReduction reduction);  // "atomics", "bulk"
 void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,
                    FlashKernel kernel = FlashKernel::automatic);
 void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,
-                    bool deterministic = false, FlashKernel kernel = FlashKernel::automatic);
+                    bool deterministic = false, FlashKernel kernel = FlashKernel::automatic,
+                    DqReduction reduction = DqReduction::atomics);
 
 // ---- naive (cuBLAS + softmax kernel) ----------------------------------------------------------
 // Forward materialises the probabilities of every (document, head), len x len each, in the

@@ -10,9 +10,10 @@
 // recomputed by one CTA per query block looping over the key blocks in a fixed order
 // (flash_backward_dq.cu) instead of (3); dk, dv come from the same instructions as in the
 // atomic mode, so they are bitwise the same in both modes.
-// On compute capability 9.x (FlashKernel::sm90, the automatic choice there) the atomic mode's
-// main kernel (2) is flash_backward_sm90.cu's (wgmma, TMA, warp specialisation) between the same
-// (1) and (3); the deterministic mode always runs the kernels of this file.
+// On compute capability 9.x (FlashKernel::sm90, the automatic choice there) the main kernel (2)
+// is flash_backward_sm90.cu's (wgmma, TMA, warp specialisation) between the same (1) and (3), its
+// dQ added by atomics or bulk reductions (DqReduction); the deterministic mode then runs
+// flash_backward_dq_sm90.cu's dQ pass.
 #include <type_traits>
 
 #include "kernels/attention/flash_common.cuh"
@@ -284,7 +285,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) backward_kernel(const Params 
 // Deterministic: preprocess and the key-block kernel without dQ (sm90: backward_sm90's); the
 // caller then runs backward_dq (backward_dq_sm90).
 template <typename Tr, bool kCausal, bool kAtomicDq>
-void launch_backward(const Params& p, bool sm90, cudaStream_t stream) {
+void launch_backward(const Params& p, bool sm90, DqReduction reduction, cudaStream_t stream) {
   using T = typename Tr::T;
   constexpr int D = Tr::kHeadDim;
   const std::int64_t rows = p.tokens * p.heads;
@@ -293,7 +294,8 @@ void launch_backward(const Params& p, bool sm90, cudaStream_t stream) {
   check_cuda(cudaGetLastError(), "flash backward preprocess kernel launch");
 
   if (p.docs > 0 && p.max_seqlen > 0 && sm90) {
-    backward_sm90(p, std::is_same_v<T, __half> ? Storage::fp16 : Storage::bf16, kCausal, kAtomicDq, stream);
+    const DqMode dq = !kAtomicDq ? DqMode::none : reduction == DqReduction::bulk ? DqMode::bulk : DqMode::atomics;
+    backward_sm90(p, std::is_same_v<T, __half> ? Storage::fp16 : Storage::bf16, kCausal, dq, stream);
   } else if (p.docs > 0 && p.max_seqlen > 0) {
     auto kernel = backward_kernel<Tr, kCausal, kAtomicDq>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes),
@@ -314,11 +316,12 @@ void launch_backward(const Params& p, bool sm90, cudaStream_t stream) {
 }
 
 template <typename T, int kHeadDim>
-void run_backward(const Params& p, bool causal, bool deterministic, bool sm90, cudaStream_t stream) {
+void run_backward(const Params& p, bool causal, bool deterministic, bool sm90, DqReduction reduction,
+                  cudaStream_t stream) {
   using Tr = std::conditional_t<kHeadDim == 64, BwdTraits<64, 64, T>, BwdTraits<128, 32, T>>;
   LLMLAB_BOOL_SWITCH(causal, kCausal, [&] {
     LLMLAB_BOOL_SWITCH(deterministic, kDeterministic,
-                       [&] { launch_backward<Tr, kCausal, !kDeterministic>(p, sm90, stream); });
+                       [&] { launch_backward<Tr, kCausal, !kDeterministic>(p, sm90, reduction, stream); });
   });
 }
 
@@ -326,6 +329,10 @@ std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
 
 }  // namespace
 }  // namespace flash
+
+const char* dq_reduction_name(DqReduction reduction) {
+  return reduction == DqReduction::bulk ? "bulk" : "atomics";
+}
 
 // Workspace: Drow [Hq, T] fp32, then (atomic dQ only) the dQ accumulator [T, Hq, D] fp32.
 std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool deterministic) {
@@ -336,7 +343,7 @@ std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool determi
 }
 
 void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream_ptr,
-                    bool deterministic, FlashKernel kernel) {
+                    bool deterministic, FlashKernel kernel, DqReduction reduction) {
   if (!flash_supported(s))
     throw Error("flash_backward: head_dim " + std::to_string(s.head_dim) + " is not compiled (64 or 128)");
   flash::check_call(s, t, "flash_backward");
@@ -354,6 +361,9 @@ void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* wo
                              "cudaMemsetAsync (flash backward dq padding)");
   if (s.tokens == 0) return;
   const bool sm90 = resolve_flash_kernel(kernel) == FlashKernel::sm90;
+  if (reduction == DqReduction::bulk && (!sm90 || deterministic))
+    throw Error(std::string("flash_backward: dQ by bulk reductions is the sm90 kernel's atomic mode (") +
+                (deterministic ? "the deterministic mode has no dQ reduction)" : "this call runs the sm80 kernel)"));
   flash::Params p = flash::make_params(s, t);
   p.drow = static_cast<float*>(workspace);
   p.dq_accum = deterministic ? nullptr
@@ -362,7 +372,7 @@ void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* wo
                                                                         sizeof(float)));
   LLMLAB_STORAGE_SWITCH(t.storage, [&] {
     LLMLAB_HEADDIM_SWITCH(s.head_dim, [&] {
-      flash::run_backward<elem_type, kHeadDim>(p, s.causal, deterministic, sm90, stream);
+      flash::run_backward<elem_type, kHeadDim>(p, s.causal, deterministic, sm90, reduction, stream);
     });
   });
   if (deterministic && s.docs > 0 && s.max_seqlen > 0) {

@@ -23,20 +23,26 @@
 //       dS^T (storage type) into a 128B-swizzled [128 keys][64 queries] tile, named barrier 1
 //       over both consumers, then dQ = dS K (wgmma SS with A = dS MN-major, B = K MN-major,
 //       consumer c taking dQ's columns c D/2 .. + D/2: m64n64 at D = 128, m64n32 at D = 64) and
-//       fp32 atomics (two columns each) into dq_accum for queries < len.
+//       fp32 atomics (two columns each) or bulk reductions (a row each) into dq_accum for
+//       queries < len.
 //     The dS tile is double-buffered: a consumer rewrites buffer b two steps later, after the
 //     named barrier of the step in between, which the other consumer reaches only once its dQ
 //     MMAs of buffer b have retired; so one barrier per step suffices.
 //   - epilogue: dK * scale and dV in the storage type for keys < len (as backward_kernel).
 // Shared memory: K, V (2 x 128 x D), Q and dO stages (4 x 64 x D), dS (2 x 128 x 64), lse and
-// Drow stages (4 x 64 fp32), 5 mbarriers: 165 KB (D = 128), 98 KB (D = 64); one CTA per SM.
+// Drow stages (4 x 64 fp32), 5 mbarriers: 165 KB (D = 128), 98 KB (D = 64), + 36 / 20 KB of dQ
+// staging with bulk reductions; one CTA per SM.
 // Registers per consumer thread: dK + dV D fp32, S^T + dP^T 64, P^T / dS^T fragments 32, dQ D / 4;
 // setmaxnreg gives the producer 24 and the consumers 240 (as the forward). ptxas (CUDA 13.0,
 // sm_90a), all 8 instantiations: 168 registers at entry (the 384-thread launch bound), no spills.
 // Deterministic mode: the same kernel without dQ (kAccumulateDq = false: no dS tile, barrier,
 // dQ products or atomics; dK and dV bitwise as with them), then flash_backward_dq_sm90.cu's dQ.
-// Not done: FA3's overlap of the two consumers' softmax with the other's MMAs, dQ through a TMA
-// reduce-add of a shared-memory tile by a separate warp (here: atomics by the consumers), FP8. Written without a GPU: tested on the CPU emulator
+// dQ into dq_accum (Tr::kDq): fp32 atomics by the consumers (DqMode::atomics, FlashAttention-2's
+// way), or (DqMode::bulk, FlashAttention-3's) each warp stages its 16 rows of the step's dQ in
+// shared memory and lanes 0-15 each add one row with cp.reduce.async.bulk, waiting for that
+// reduction to have read its row before the next step rewrites it.
+// Not done: FA3's overlap of the two consumers' softmax with the other's MMAs, the dQ reductions
+// handed to a separate warp, FP8. Written without a GPU: tested on the CPU emulator
 // (tests/cuda_emulation), not yet timed.
 #include "kernels/attention/flash_common.cuh"
 #include "kernels/attention/flash_sm90_common.cuh"
@@ -47,8 +53,9 @@ namespace flash {
 namespace {
 
 // Consumer c owns keys 64 c .. + 63 of the 128 (kBlockN = 64 x kConsumerWarpgroups).
-template <int kHeadDim_, typename Elem>
+template <int kHeadDim_, typename Elem, DqMode kDq_>
 struct Sm90BwdTraits : WarpSpecializedTraits<kHeadDim_, Elem, 64, 128> {
+  static constexpr DqMode kDq = kDq_;
   using Base = WarpSpecializedTraits<kHeadDim_, Elem, 64, 128>;
   static constexpr int kHeadDim = Base::kHeadDim, kBlockM = Base::kBlockM, kBlockN = Base::kBlockN;
   static constexpr int kStages = Base::kStages, kQBytes = Base::kQBytes, kKVBytes = Base::kKVBytes;
@@ -58,7 +65,12 @@ struct Sm90BwdTraits : WarpSpecializedTraits<kHeadDim_, Elem, 64, 128> {
   static constexpr int kKOffset = 0, kVOffset = kKVBytes, kQOffset = 2 * kKVBytes;
   static constexpr int kDoOffset = kQOffset + kStages * kQBytes, kDsOffset = kDoOffset + kStages * kQBytes;
   static constexpr int kLseOffset = kDsOffset + 2 * kDsBytes, kDrowOffset = kLseOffset + kStages * kBlockM * 4;
-  static constexpr int kBarOffset = kDrowOffset + kStages * kBlockM * 4;
+  // DqMode::bulk: each consumer's [64 queries][kDqCols] fp32 dQ staged for the bulk reductions,
+  // rows padded by 32 bytes so that a warp's 8-byte fragment stores hit distinct banks.
+  static constexpr int kDqRowBytes = (kDqCols + 8) * 4;
+  static constexpr int kDqStageOffset = kDrowOffset + kStages * kBlockM * 4;
+  static constexpr int kDqStageBytes = kDq == DqMode::bulk ? Base::kConsumerWarpgroups * kBlockM * kDqRowBytes : 0;
+  static constexpr int kBarOffset = kDqStageOffset + kDqStageBytes;
   static constexpr int kBarriers = 1 + 2 * kStages;  // kv_full, full[], empty[]
   static constexpr int kSmemBytes = kBarOffset + 8 * kBarriers + 1024;  // + slack to align the base
 };
@@ -133,9 +145,10 @@ __device__ __forceinline__ void produce(const CUtensorMap& q_map, const CUtensor
   }
 }
 
-// kAccumulateDq: add dQ into p.dq_accum (the atomic mode); without it the kernel computes dK and
-// dV alone, bitwise as with it, and the deterministic mode's backward_dq_sm90 computes dQ.
-template <typename Tr, bool kCausal, bool kAccumulateDq>
+// Tr::kDq: how dQ goes into p.dq_accum (the atomic mode: atomics or bulk reductions); with
+// DqMode::none the kernel computes dK and dV alone, bitwise as with dQ, and the deterministic
+// mode's backward_dq_sm90 computes dQ.
+template <typename Tr, bool kCausal>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
     backward_sm90_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
                          const __grid_constant__ CUtensorMap v_map, const __grid_constant__ CUtensorMap do_map,
@@ -146,6 +159,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   using T = typename Tr::T;
   constexpr int D = Tr::kHeadDim, kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kStages = Tr::kStages;
   constexpr int kDqCols = Tr::kDqCols;
+  constexpr bool kAccumulateDq = Tr::kDq != DqMode::none;
 
   const int doc = static_cast<int>(blockIdx.z), kvh = static_cast<int>(blockIdx.y);
   const int start = p.cu_seqlens[doc], len = p.cu_seqlens[doc + 1] - start;
@@ -191,6 +205,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   // K's columns of this consumer's dQ share, as B of dQ = dS K (MN-major): panel c at D = 128,
   // half a panel (64 bytes in) at D = 64.
   const std::uint32_t k_cols = panel_column<kBlockN>(sK, consumer * kDqCols);
+  const std::uint32_t dq_stage = base + Tr::kDqStageOffset;  // DqMode::bulk's staging tiles
   float dk[D / 2], dv[D / 2];  // dK^T-fragment: dk[4j + e] is key kb + key0 + g + 8 (e / 2), column 8 j + 2 t4 + e % 2
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.0f;
@@ -276,9 +291,34 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     // warp-synchronous): release it.
     if (lane == 0) sm90::mbarrier_arrive(bars.empty(s));
 
-    if constexpr (kAccumulateDq) {
-      float* dqg = p.dq_accum + (static_cast<std::int64_t>(start) + qb) * p.q_row_stride + h * p.q_head_stride +
-                   consumer * kDqCols + 2 * t4;
+    // dq_accum at row qb of this step, this consumer's first column.
+    float* dqg = kAccumulateDq ? p.dq_accum + (static_cast<std::int64_t>(start) + qb) * p.q_row_stride +
+                                     h * p.q_head_stride + consumer * kDqCols
+                               : nullptr;
+    if constexpr (Tr::kDq == DqMode::bulk) {
+      // This warp's 16 rows of the staging tile, then one bulk reduction a row (lanes 0-15) for
+      // rows inside the document. The rows are rewritten only after the lane that reduced them
+      // has waited for its reduction to read them.
+      if (lane < 16) sm90::bulk_wait_read<0>();
+      __syncwarp();
+      const std::uint32_t rows = dq_stage + static_cast<std::uint32_t>((consumer * 64 + warp * 16) * Tr::kDqRowBytes);
+      unsigned char* rows_ptr = base_ptr + (rows - base);
+#pragma unroll
+      for (int rh = 0; rh < 2; ++rh)
+#pragma unroll
+        for (int j = 0; j < kDqCols / 8; ++j)
+          *reinterpret_cast<float2*>(rows_ptr + (g + 8 * rh) * Tr::kDqRowBytes + (8 * j + 2 * t4) * 4) =
+              make_float2(dq[4 * j + 2 * rh], dq[4 * j + 2 * rh + 1]);
+      sm90::fence_proxy_async();  // the generic-proxy stores, visible to the bulk copies reading them
+      __syncwarp();
+      const int row = warp * 16 + lane;
+      if (lane < 16 && qb + row < len) {
+        sm90::bulk_reduce_add_f32(dqg + static_cast<std::int64_t>(row) * p.q_row_stride,
+                                  rows + static_cast<std::uint32_t>(lane * Tr::kDqRowBytes), kDqCols * 4);
+        sm90::bulk_commit();
+      }
+    } else if constexpr (Tr::kDq == DqMode::atomics) {
+      dqg += 2 * t4;
 #pragma unroll
       for (int rh = 0; rh < 2; ++rh) {
         const int row = warp * 16 + g + 8 * rh;
@@ -296,27 +336,34 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     }
   }
 
+  if constexpr (Tr::kDq == DqMode::bulk) {
+    if (lane < 16) sm90::bulk_wait_read<0>();  // the staging rows stay in use until read
+  }
+
   // dK = scale * sum dS^T Q, dV = sum P^T dO, keys kb + key0 + g (+8), in the storage type.
   store_key_gradients<T, D / 8>(p, static_cast<std::int64_t>(start) + kb + key0, kvh, len - (kb + key0), dk, dv, g, t4);
 #endif
 }
 
-template <typename Tr, bool kCausal, bool kAccumulateDq>
+template <typename Tr, bool kCausal>
 void launch_backward_sm90(const Params& p, cudaStream_t stream) {
   const TensorMaps<Tr> maps(p, /*with_dout=*/true);
   const dim3 grid(static_cast<unsigned>((p.max_seqlen + Tr::kBlockN - 1) / Tr::kBlockN),
                   static_cast<unsigned>(p.kv_heads), static_cast<unsigned>(p.docs));
-  launch_warp_specialized<Tr>(backward_sm90_kernel<Tr, kCausal, kAccumulateDq>, grid, stream, "flash backward (sm90)",
+  launch_warp_specialized<Tr>(backward_sm90_kernel<Tr, kCausal>, grid, stream, "flash backward (sm90)",
                               maps.q, maps.k, maps.v, maps.dout, p);
 }
 
 }  // namespace
 
-void backward_sm90(const Params& p, Storage storage, bool causal, bool accumulate_dq, cudaStream_t stream) {
+void backward_sm90(const Params& p, Storage storage, bool causal, DqMode dq, cudaStream_t stream) {
   LLMLAB_KERNEL_SWITCH(storage, p.head_dim, causal, [&] {
-    LLMLAB_BOOL_SWITCH(accumulate_dq, kAccumulateDq, [&] {
-      launch_backward_sm90<Sm90BwdTraits<kHeadDim, elem_type>, kCausal, kAccumulateDq>(p, stream);
-    });
+    switch (dq) {
+      case DqMode::none: return launch_backward_sm90<Sm90BwdTraits<kHeadDim, elem_type, DqMode::none>, kCausal>(p, stream);
+      case DqMode::atomics:
+        return launch_backward_sm90<Sm90BwdTraits<kHeadDim, elem_type, DqMode::atomics>, kCausal>(p, stream);
+      case DqMode::bulk: return launch_backward_sm90<Sm90BwdTraits<kHeadDim, elem_type, DqMode::bulk>, kCausal>(p, stream);
+    }
   });
 }
 

@@ -214,11 +214,15 @@ void backward_dq(const Params& p, Storage storage, bool causal, cudaStream_t str
 // p.max_seqlen > 0.
 void forward_sm90(const Params& p, Storage storage, bool causal, cudaStream_t stream);
 
+// How the Hopper backward's main kernel produces dQ: not at all (the deterministic mode, whose
+// dQ pass follows), or its unscaled sum added to p.dq_accum by fp32 atomics from the MMA
+// threads, or by bulk reductions (cp.reduce.async.bulk) of rows the warps stage in shared memory.
+enum class DqMode { none, atomics, bulk };
+
 // The Hopper backward's main kernel (flash_backward_sm90.cu), in place of flash_backward.cu's
-// key-block kernel: dk, dv written and, with accumulate_dq, dQ's unscaled sum added to
-// p.dq_accum with fp32 atomics (the preprocess must have run: p.drow filled, p.dq_accum zeroed);
-// same device and p.docs, p.max_seqlen needs as forward_sm90.
-void backward_sm90(const Params& p, Storage storage, bool causal, bool accumulate_dq, cudaStream_t stream);
+// key-block kernel: dk, dv written and dQ as `dq` says (the preprocess must have run: p.drow
+// filled, p.dq_accum zeroed); same device and p.docs, p.max_seqlen needs as forward_sm90.
+void backward_sm90(const Params& p, Storage storage, bool causal, DqMode dq, cudaStream_t stream);
 
 // The Hopper deterministic dQ (flash_backward_dq_sm90.cu): backward_dq's contract on wgmma and
 // TMA; needs what forward_sm90 needs.

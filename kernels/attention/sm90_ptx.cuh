@@ -1,5 +1,6 @@
-// Hopper (sm_90) instructions as inline-PTX wrappers: mbarrier, TMA tensor loads, named
-// barriers, setmaxnreg and warpgroup MMA (wgmma) with its shared-memory matrix descriptors.
+// Hopper (sm_90) instructions as inline-PTX wrappers: mbarrier, TMA tensor loads, bulk
+// reductions into global memory, named barriers, setmaxnreg and warpgroup MMA (wgmma) with its
+// shared-memory matrix descriptors.
 // Each has an emulated twin (tests/cuda_emulation, LLMLAB_CUDA_EMULATION) with the same
 // signature, so the sm_90 kernels' sources are tested on machines without a GPU.
 //
@@ -56,6 +57,14 @@ inline void tma_load_3d(std::uint32_t dst, const void* map, int c0, int c1, int 
   emu::tma_load(dst, map, coords, 3, bar);
 }
 inline void prefetch_tensormap(const void* map) { emu::prefetch_tensormap(map); }
+inline void bulk_reduce_add_f32(float* dst, std::uint32_t src, std::uint32_t bytes) {
+  emu::bulk_reduce_add_f32(dst, src, bytes);
+}
+inline void bulk_commit() { emu::bulk_commit_group(); }
+template <int N>
+void bulk_wait_read() {
+  emu::bulk_wait_group_read(N);
+}
 inline void named_barrier_sync(int id, int threads) { emu::named_barrier_sync(id, threads); }
 inline void named_barrier_arrive(int id, int threads) { emu::named_barrier_arrive(id, threads); }
 template <int kRegs>
@@ -129,6 +138,20 @@ __device__ __forceinline__ void tma_load_3d(std::uint32_t dst, const void* map, 
 }
 __device__ __forceinline__ void prefetch_tensormap(const void* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<std::uint64_t>(map)) : "memory");
+}
+// global fp32 [dst, dst + bytes) += shared [src, src + bytes), asynchronously (both 16-byte
+// aligned, bytes a multiple of 16). The thread's bulk operations since its last bulk_commit form
+// a bulk group; bulk_wait_read<N> returns once at most N of its groups may still read their
+// shared source, which may be overwritten then (and must be waited for before the CTA exits).
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, std::uint32_t src, std::uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
 }
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");

@@ -58,10 +58,13 @@ AttentionShape attention_shape(const AttentionCase& c);
 // CPU: ops/cpu's flash or naive kernels in fp32, `threads` OpenMP threads (0 = all cores).
 std::unique_ptr<AttentionRunner> make_cpu_attention_runner(AttentionImpl impl, int threads);
 // CUDA: kernels/attention in bf16 or fp16; `deterministic` picks flash's backward without
-// atomics, `flash_kernel` its forward kernel and (atomic mode) its backward main kernel. Throws Error when this build has no CUDA or no
-// device is present, InputError (bench.flash_kernel) for sm90 where it cannot run.
+// atomics, `flash_kernel` its forward and backward kernel family, `dq_reduction` how the sm90
+// backward adds dQ (kernel() says "sm90+bulk-dq" for bulk). Throws Error when this build has no
+// CUDA or no device is present, InputError (bench.flash_kernel) for sm90 where it cannot run and
+// (bench.dq_reduction) for bulk without the sm90 backward's atomic mode.
 std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic,
-                                                            BenchFlashKernel flash_kernel = BenchFlashKernel::automatic);
+                                                            BenchFlashKernel flash_kernel = BenchFlashKernel::automatic,
+                                                            BenchDqReduction dq_reduction = BenchDqReduction::atomics);
 // "NVIDIA H200 (sm_90, 132 SMs)"; throws like make_cuda_attention_runner.
 std::string cuda_attention_device_name();
 

@@ -39,18 +39,25 @@ std::vector<float> download_16bit(const DeviceBuffer& b, cuda::Storage s) {
 
 class CudaAttentionRunner final : public AttentionRunner {
  public:
-  CudaAttentionRunner(AttentionImpl impl, cuda::Storage storage, bool deterministic, cuda::FlashKernel kernel)
-      : impl_(impl), storage_(storage), deterministic_(deterministic) {
+  CudaAttentionRunner(AttentionImpl impl, cuda::Storage storage, bool deterministic, cuda::FlashKernel kernel,
+                      cuda::DqReduction reduction)
+      : impl_(impl), storage_(storage), deterministic_(deterministic), reduction_(reduction) {
     if (cuda_device_count() == 0) throw Error("bench.device: cuda, but no CUDA device is visible to this process");
     try {
       kernel_ = cuda::resolve_flash_kernel(kernel);
     } catch (const Error& e) {
       throw InputError(SourceLoc{}, "bench.flash_kernel", e.what());
     }
+    if (impl_ == AttentionImpl::flash && reduction_ == cuda::DqReduction::bulk &&
+        (kernel_ != cuda::FlashKernel::sm90 || deterministic_))
+      throw InputError(SourceLoc{}, "bench.dq_reduction",
+                       std::string("bulk is the sm90 flash backward's atomic mode, but ") +
+                           (deterministic_ ? "bench.deterministic is true" : "the sm80 kernels run"));
   }
 
   std::string kernel() const override {
-    return impl_ == AttentionImpl::flash ? cuda::flash_kernel_name(kernel_) : "";
+    if (impl_ != AttentionImpl::flash) return "";
+    return std::string(cuda::flash_kernel_name(kernel_)) + (reduction_ == cuda::DqReduction::bulk ? "+bulk-dq" : "");
   }
 
   std::uint64_t memory_bytes(BenchMode mode) const override {
@@ -97,7 +104,7 @@ class CudaAttentionRunner final : public AttentionRunner {
 
   void backward() override {
     if (impl_ == AttentionImpl::flash)
-      cuda::flash_backward(shape_, tensors(0), backward_workspace_.get(), nullptr, deterministic_, kernel_);
+      cuda::flash_backward(shape_, tensors(0), backward_workspace_.get(), nullptr, deterministic_, kernel_, reduction_);
     else cuda::naive_backward(shape_, tensors(0), saved_.get(), backward_workspace_.get(), nullptr);
   }
 
@@ -145,6 +152,7 @@ class CudaAttentionRunner final : public AttentionRunner {
   AttentionImpl impl_;
   cuda::Storage storage_;
   bool deterministic_;
+  cuda::DqReduction reduction_;
   cuda::FlashKernel kernel_ = cuda::FlashKernel::sm80;  // resolved: the forward kernel that runs
   AttentionShape shape_;
   std::vector<std::int32_t> cu_host_;
@@ -155,12 +163,14 @@ class CudaAttentionRunner final : public AttentionRunner {
 }  // namespace
 
 std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl impl, BenchDtype dtype, bool deterministic,
-                                                            BenchFlashKernel flash_kernel) {
+                                                            BenchFlashKernel flash_kernel,
+                                                            BenchDqReduction dq_reduction) {
   const cuda::FlashKernel kernel = flash_kernel == BenchFlashKernel::sm80   ? cuda::FlashKernel::sm80
                                    : flash_kernel == BenchFlashKernel::sm90 ? cuda::FlashKernel::sm90
                                                                             : cuda::FlashKernel::automatic;
   return std::make_unique<CudaAttentionRunner>(
-      impl, dtype == BenchDtype::fp16 ? cuda::Storage::fp16 : cuda::Storage::bf16, deterministic, kernel);
+      impl, dtype == BenchDtype::fp16 ? cuda::Storage::fp16 : cuda::Storage::bf16, deterministic, kernel,
+      dq_reduction == BenchDqReduction::bulk ? cuda::DqReduction::bulk : cuda::DqReduction::atomics);
 }
 
 std::string cuda_attention_device_name() {
@@ -170,7 +180,8 @@ std::string cuda_attention_device_name() {
 
 #else
 
-std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl, BenchDtype, bool, BenchFlashKernel) {
+std::unique_ptr<AttentionRunner> make_cuda_attention_runner(AttentionImpl, BenchDtype, bool, BenchFlashKernel,
+                                                            BenchDqReduction) {
   throw Error("bench.device: cuda, but this build has no CUDA backend (nvcc was not found at configure time)");
 }
 

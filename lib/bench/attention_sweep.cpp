@@ -42,6 +42,9 @@ void validate_bench_settings(const AttentionBenchSettings& s, const KeyLocator& 
                      fmt::format("{} needs bench.device=cuda; the CPU kernels compute in fp32", bench_dtype_name(dtype)));
   if (s.device == Device::cuda && dtype == BenchDtype::fp32)
     throw InputError(at("bench.dtype"), "bench.dtype", "fp32 on cuda: the CUDA kernels store bf16 or fp16 (fp32 accumulation)");
+  if (s.device == Device::cpu && s.dq_reduction == BenchDqReduction::bulk)
+    throw InputError(at("bench.dq_reduction"), "bench.dq_reduction",
+                     "bulk needs bench.device=cuda (the sm90 flash backward); the CPU kernels sum dQ in place");
 }
 
 namespace {
@@ -121,7 +124,7 @@ std::vector<AttentionRow> run_attention_sweep(const AttentionBenchSettings& s, c
       std::unique_ptr<AttentionRunner> runner = s.device == Device::cpu
                                                     ? make_cpu_attention_runner(impl, static_cast<int>(s.threads))
                                                     : make_cuda_attention_runner(impl, dtype, s.deterministic,
-                                                                                 s.flash_kernel);
+                                                                                 s.flash_kernel, s.dq_reduction);
       runner->load(c, inputs, input_copies(c, s.rotate_bytes, dtype));
       AttentionError fwd_err, bwd_err;
       if (reference) {

@@ -90,6 +90,12 @@ void add_bench_fields(std::vector<Field>& s) {
       {{"auto", BenchFlashKernel::automatic}, {"sm80", BenchFlashKernel::sm80}, {"sm90", BenchFlashKernel::sm90}},
       "bench-attn: cuda flash forward kernel: sm80 (mma.sync, cp.async), sm90 (wgmma, TMA, warp "
       "specialisation; Hopper only); auto = sm90 where the device has it"));
+  s.push_back(choice<BenchDqReduction>(
+      "bench.dq_reduction", AT(bench.dq_reduction),
+      {{"atomics", BenchDqReduction::atomics}, {"bulk", BenchDqReduction::bulk}},
+      "bench-attn: how the cuda sm90 flash backward adds dQ: fp32 atomics (FlashAttention-2's way) or bulk "
+      "reductions of rows staged in shared memory (FlashAttention-3's); bulk needs the sm90 kernel and "
+      "deterministic=false"));
 }
 
 }  // namespace llmlab

@@ -17,6 +17,9 @@ enum class BenchDtype { automatic, fp32, bf16, fp16 };  // automatic: fp32 on cp
 // CUDA flash forward kernel: sm80 (mma.sync, cp.async), sm90 (wgmma, TMA, warp specialisation;
 // Hopper only); automatic = sm90 where the device has it.
 enum class BenchFlashKernel { automatic, sm80, sm90 };
+// How the CUDA sm90 flash backward (atomic mode) adds dQ: fp32 atomics from the MMA threads, or
+// bulk reductions of rows staged in shared memory (cuda::DqReduction).
+enum class BenchDqReduction { atomics, bulk };
 
 struct AttentionBenchSettings {
   Device device = Device::cpu;
@@ -44,6 +47,7 @@ struct AttentionBenchSettings {
   // deterministic=True); the CPU kernels and cuBLAS's naive baseline always are.
   bool deterministic = false;
   BenchFlashKernel flash_kernel = BenchFlashKernel::automatic;
+  BenchDqReduction dq_reduction = BenchDqReduction::atomics;
 };
 
 const char* bench_mode_name(BenchMode m);

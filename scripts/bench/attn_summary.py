@@ -40,6 +40,7 @@ def main():
         layout = "veq" if equal_docs(r) else r["layout"]
         key = (r["head_dim"], heads, "causal" if r["causal"] else "full", layout, r["mode"], r["seq_len"])
         impl = r["impl"] + ("-sm80" if r.get("kernel") == "sm80" else "")
+        impl += "-bulk" if "bulk-dq" in (r.get("kernel") or "") else ""
         impl += "-det" if r["impl"] == "flash" and r.get("deterministic") and not cpu else ""
         table[key][impl] = None if r.get("skipped") or not r.get("ms") else r["tflops"] * scale
         if not r.get("error_ok", True) and not r.get("skipped"):

@@ -89,6 +89,9 @@ check "a bad list item exits 2" test "$rc" -eq 2
 check "a bad list item names file:line and key" one_error_line badyaml "bad.yaml:2:.*bench.seq_lens: expected an integer, got 'oops'"
 run nofile "$tmp/missing.yaml"
 check "a missing recipe exits 2" test "$rc" -eq 2
+run bulk "$recipe" dq_reduction=bulk
+check "bulk dQ reductions on the cpu exit 2" test "$rc" -eq 2
+check "bulk dQ reductions on the cpu: one line" one_error_line bulk "bench.dq_reduction: bulk needs bench.device=cuda"
 run help --help
 check "--help shows the example" grep -q "seq_lens=1024,8192" "$tmp/help.out"
 

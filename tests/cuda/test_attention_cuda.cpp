@@ -5,7 +5,8 @@
 // meets the same rule, its dk and dv are bitwise the default mode's, and a second run reproduces
 // its dq, dk, dv bit for bit. Both kernel families are checked: sm80 (forward, and the backward
 // in both modes on its out and lse) and, where the device has it, sm90 (forward, and the sm90
-// backward on its out and lse).
+// backward on its out and lse, its atomic mode with dQ added both by atomics and by bulk
+// reductions: dk, dv bitwise the same).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -191,12 +192,13 @@ Result run_naive(const Problem& p) {
 // One flash forward by the sm80 kernel, then on its out and lse the sm80 backward in the default
 // (atomic dQ) mode and twice in the deterministic mode; each backward starts from garbage
 // gradients. Where the sm90 kernels exist: the sm90 forward too, from garbage out and lse, and
-// on its out and lse the sm90 backward in both modes (the deterministic one twice on a GPU; the
-// emulator runs the same schedule-independent sums every time).
+// on its out and lse the sm90 backward in both modes (atomic dQ both by atomics and by bulk
+// reductions; the deterministic one twice on a GPU; the emulator runs the same
+// schedule-independent sums every time).
 struct FlashRuns {
   Result atomic, deterministic, deterministic_again;
   bool has_sm90 = false;
-  Result sm90, sm90_deterministic, sm90_deterministic_again;
+  Result sm90, sm90_bulk, sm90_deterministic, sm90_deterministic_again;
 };
 
 #ifdef LLMLAB_CUDA_EMULATION
@@ -210,10 +212,11 @@ FlashRuns run_flash(const Problem& p) {
   DeviceBuffer fwd_ws(std::max<std::size_t>(cuda::flash_forward_workspace_bytes(p.s), 1));
   cuda::flash_forward(p.s, d.t, fwd_ws.get(), nullptr, cuda::FlashKernel::sm80);
   FlashRuns r;
-  auto backward = [&](Result& result, bool deterministic, cuda::FlashKernel kernel) {
+  auto backward = [&](Result& result, bool deterministic, cuda::FlashKernel kernel,
+                      cuda::DqReduction reduction = cuda::DqReduction::atomics) {
     DeviceBuffer bwd_ws(std::max<std::size_t>(cuda::flash_backward_workspace_bytes(p.s, deterministic), 1));
     d.spoil_gradients();
-    cuda::flash_backward(p.s, d.t, bwd_ws.get(), nullptr, deterministic, kernel);
+    cuda::flash_backward(p.s, d.t, bwd_ws.get(), nullptr, deterministic, kernel, reduction);
     cuda::synchronize();
     result = d.download_all();
   };
@@ -226,6 +229,7 @@ FlashRuns run_flash(const Problem& p) {
     d.t.out = d90.t.out;
     d.t.lse = d90.t.lse;
     backward(r.sm90, false, cuda::FlashKernel::sm90);
+    backward(r.sm90_bulk, false, cuda::FlashKernel::sm90, cuda::DqReduction::bulk);
     const Result forward = d90.download_all();
     r.sm90.out = forward.out;
     r.sm90.lse = forward.lse;
@@ -306,7 +310,10 @@ void check_problem(const Problem& p) {
     check_tensor("dk", p, "flash sm90", flash.sm90.dk, naive.dk, ref.dk, false);
     check_tensor("dv", p, "flash sm90", flash.sm90.dv, naive.dv, ref.dv, false);
     check_tensor("dq", p, "flash sm90 deterministic", flash.sm90_deterministic.dq, naive.dq, ref.dq, false);
+    check_tensor("dq", p, "flash sm90 bulk dQ", flash.sm90_bulk.dq, naive.dq, ref.dq, false);
     const std::string what = describe(p);
+    CHECK_MESSAGE(bitwise_equal(flash.sm90_bulk.dk, flash.sm90.dk), "sm90 bulk-dQ dk != atomic: " << what);
+    CHECK_MESSAGE(bitwise_equal(flash.sm90_bulk.dv, flash.sm90.dv), "sm90 bulk-dQ dv != atomic: " << what);
     CHECK_MESSAGE(bitwise_equal(flash.sm90_deterministic.dk, flash.sm90.dk), "sm90 deterministic dk != atomic: " << what);
     CHECK_MESSAGE(bitwise_equal(flash.sm90_deterministic.dv, flash.sm90.dv), "sm90 deterministic dv != atomic: " << what);
     if (kRepeatSm90Deterministic) {

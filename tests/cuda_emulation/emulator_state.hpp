@@ -28,6 +28,14 @@ struct Copy {
   bool valid;
 };
 
+// One cp.reduce.async.bulk add of fp32 values, performed at issue or when a wait_group.read
+// retires its group (done says which).
+struct BulkReduce {
+  float* dst;
+  std::uint32_t src, bytes;
+  bool done;
+};
+
 // What a suspended thread waits for, beyond the name in Thread::waiting, for deadlock reports.
 enum class Wait : unsigned char { other, named_barrier, mbarrier };
 
@@ -45,13 +53,15 @@ struct Thread {
   std::uint32_t wait_object = 0, wait_parity = 0;  // named barrier id or mbarrier address; parity
   std::vector<Copy> open;                     // cp.async since the last commit
   std::deque<std::vector<Copy>> committed;    // committed groups, oldest first
+  std::vector<BulkReduce> bulk_open;                 // bulk reductions since the last commit
+  std::deque<std::vector<BulkReduce>> bulk_groups;   // committed, not yet retired; oldest first
 };
 
 // Warp-collective instructions: each lane leaves its operands in its slot; the last lane to
 // arrive computes every lane's result.
 enum class Op : unsigned char {
   none, shfl, mma_bf16, mma_fp16, ldmatrix, ldmatrix_trans,
-  wgmma, wgmma_fence, wgmma_commit, wgmma_wait, setmaxnreg,
+  wgmma, wgmma_fence, wgmma_commit, wgmma_wait, setmaxnreg, syncwarp,
 };
 const char* op_name(Op op);
 struct LaneSlot {
@@ -170,5 +180,7 @@ std::string describe_wait(const Block& b, const Thread& t);
 void land_tma_on(Block& b, std::uint32_t bar);
 void land_tma_at_random(Block& b);
 void land_all_tma(Block& b);
+// Fails when the thread ends with bulk reductions no wait_group.read has retired.
+void check_bulk_retired(const Thread& t);
 
 }  // namespace llmlab::emu::detail

@@ -57,6 +57,12 @@ using detail::fail;
 using detail::Op;
 using detail::Warp;
 
+void syncwarp() {
+  const char none = 0;
+  char out = 0;
+  detail::collective(Op::syncwarp, &none, 1, &out, 1, [](Warp&) {});
+}
+
 std::uint32_t shfl_xor(std::uint32_t value, int lane_mask) {
   if (lane_mask < 0 || lane_mask > 31) fail("shfl.sync.bfly lane mask " + std::to_string(lane_mask));
   struct In {

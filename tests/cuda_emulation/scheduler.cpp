@@ -130,6 +130,7 @@ void run_block(const std::function<void()>& body, unsigned char* shared, std::si
         body();
         complete_copies(t, 0);  // what a thread leaves in flight still lands (and is checked)
         check_wgmma_retired(b.warps[static_cast<std::size_t>(t.warp)], t.warp);
+        check_bulk_retired(t);
       } catch (const ctx::detail::forced_unwind&) {
         throw;  // the block is being torn down after an error
       } catch (...) {
@@ -201,6 +202,7 @@ const char* op_name(Op op) {
     case Op::wgmma_commit: return "wgmma.commit_group";
     case Op::wgmma_wait: return "wgmma.wait_group";
     case Op::setmaxnreg: return "setmaxnreg";
+    case Op::syncwarp: return "__syncwarp";
   }
   return "?";
 }

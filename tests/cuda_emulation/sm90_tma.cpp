@@ -1,7 +1,8 @@
 // Tensor maps and TMA tile loads: cuTensorMapEncodeTiled with the checks its driver API
 // documentation lists (the parameters kept in the 128-byte opaque CUtensorMap), the driver entry
 // point that hands it out, and cp.async.bulk.tensor.tile loads into shared memory in the map's
-// swizzle mode, which complete their bytes on an mbarrier when they land.
+// swizzle mode, which complete their bytes on an mbarrier when they land; and bulk reductions
+// (cp.reduce.async.bulk ... add.f32) from shared into global memory with their bulk groups.
 #include <cuda.h>
 
 #include <algorithm>
@@ -180,6 +181,67 @@ void tma_load(std::uint32_t dst, const void* tensor_map, const int* coords, int 
 }
 
 void prefetch_tensormap(const void* tensor_map) { detail::fields_of(tensor_map, "prefetch.tensormap"); }
+
+namespace {
+
+constexpr const char* kBulkReduce = "cp.reduce.async.bulk.add.f32";
+
+void perform(detail::BulkReduce& r) {
+  const unsigned char* src = detail::shared_at(r.src, r.bytes, kBulkReduce);
+  for (std::uint32_t i = 0; i < r.bytes / 4; ++i) {
+    float x;
+    std::memcpy(&x, src + 4 * i, 4);
+    r.dst[i] += x;
+  }
+  r.done = true;
+}
+
+}  // namespace
+
+void bulk_reduce_add_f32(float* dst, std::uint32_t src, std::uint32_t bytes) {
+  if (bytes == 0 || bytes % 16 != 0)
+    fail(fmt::format("{} of {} bytes (a positive multiple of 16 is required)", kBulkReduce, bytes));
+  if (reinterpret_cast<std::uintptr_t>(dst) % 16 != 0)
+    fail(fmt::format("{} to a global address not 16-byte aligned", kBulkReduce));
+  if (!detail::in_device_allocation(dst, bytes))
+    fail(fmt::format("{} adds {} bytes outside every device allocation", kBulkReduce, bytes));
+  detail::shared_at(src, bytes, kBulkReduce);
+  detail::Thread& t = detail::thread();
+  t.bulk_open.push_back({dst, src, bytes, false});
+  if (detail::coin()) perform(t.bulk_open.back());
+  ++t.steps;
+  ++stats().bulk_reduces;
+  stats().bulk_reduce_bytes += bytes;
+}
+
+void bulk_commit_group() {
+  detail::Thread& t = detail::thread();
+  t.bulk_groups.push_back(std::move(t.bulk_open));
+  t.bulk_open.clear();
+}
+
+void bulk_wait_group_read(int pending) {
+  if (pending < 0) fail("cp.async.bulk.wait_group.read with a negative count");
+  detail::Thread& t = detail::thread();
+  while (t.bulk_groups.size() > static_cast<std::size_t>(pending)) {
+    for (detail::BulkReduce& r : t.bulk_groups.front())
+      if (!r.done) perform(r);
+    t.bulk_groups.pop_front();
+  }
+}
+
+namespace detail {
+
+void check_bulk_retired(const Thread& t) {
+  std::size_t left = t.bulk_open.size();
+  for (const auto& g : t.bulk_groups) left += g.size();
+  if (left > 0)
+    fail(fmt::format("thread ({}, {}, {}) ends with {} {} whose shared source no cp.async.bulk.wait_group.read "
+                     "has waited for",
+                     t.idx.x, t.idx.y, t.idx.z, left, kBulkReduce));
+}
+
+}  // namespace detail
 
 }  // namespace llmlab::emu
 

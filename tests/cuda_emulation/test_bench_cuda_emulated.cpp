@@ -2,7 +2,8 @@
 // (lib/bench/attention_runner_cuda.cpp, compiled into this test with LLMLAB_HAVE_CUDA) through
 // uploads, both kernels, every mode, event timing, downloads and the float64 reference's error
 // rule in bf16 and fp16; the deterministic backward is marked so in the rows, and the flash
-// kernel family that ran (bench.flash_kernel: sm90 by default here, sm80 on request) too.
+// kernel family that ran (bench.flash_kernel: sm90 by default here, sm80 on request) too, and
+// bench.dq_reduction: bulk runs (and is refused without the sm90 backward's atomic mode).
 #include <doctest/doctest.h>
 
 #include <string>
@@ -61,6 +62,28 @@ TEST_CASE("bench-attn on the emulated CUDA device: every impl and mode measured 
         if (r.impl == "flash") CHECK(r.naive_err > 0);
       }
     }
+}
+
+TEST_CASE("bench-attn on the emulated CUDA device: bench.dq_reduction: bulk runs the sm90 backward's bulk-dQ mode") {
+  AttentionBenchSettings s = emulated_settings();
+  s.impls = {AttentionImpl::flash};
+  s.modes = {BenchMode::bwd};
+  s.dq_reduction = BenchDqReduction::bulk;
+  const std::vector<AttentionRow> rows = run_attention_sweep(s, {});
+  REQUIRE(rows.size() == 2 * 2);  // lengths x layouts
+  for (const AttentionRow& r : rows) {
+    CAPTURE(r.shape.label());
+    CHECK(r.kernel == "sm90+bulk-dq");
+    CHECK(r.checked);
+    CHECK(r.error_ok);
+    CHECK_FALSE(r.deterministic);
+  }
+  // Bulk reductions exist only in the sm90 backward's atomic mode.
+  s.flash_kernel = BenchFlashKernel::sm80;
+  CHECK_THROWS_WITH_AS(run_attention_sweep(s, {}), doctest::Contains("bench.dq_reduction"), InputError);
+  s.flash_kernel = BenchFlashKernel::automatic;
+  s.deterministic = true;
+  CHECK_THROWS_WITH_AS(run_attention_sweep(s, {}), doctest::Contains("bench.deterministic is true"), InputError);
 }
 
 TEST_CASE("bench-attn on the emulated CUDA device: head dims the flash kernel lacks are an input error") {

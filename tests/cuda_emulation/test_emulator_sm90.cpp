@@ -1,6 +1,6 @@
 // The emulator's sm_90 synchronisation and data movement: tensor maps (the driver's checks), TMA
 // tile loads (box, swizzle, zero fill, deferred landing), mbarriers (a producer/consumer ring,
-// deadlock reports) and named barriers between warpgroups. Kernels call the emulator's
+// deadlock reports), named barriers between warpgroups and bulk reductions into global memory. Kernels call the emulator's
 // instructions directly, as the Hopper kernel's inline-PTX wrappers do in the emulated build.
 #include <doctest/doctest.h>
 
@@ -225,6 +225,24 @@ __global__ void half_at_named_barrier() {
 
 __global__ void named_barrier_args(int id, int threads) { emu::named_barrier_sync(id, threads); }
 
+// Each of 32 threads stages 4 floats (its lane + 1, + 2, + 3, + 4, times `round`) in its 16
+// bytes of shared memory and bulk-adds them into out[4 lane ..], `rounds` times, rewriting its
+// source only after waiting (wait = true) or right away (wait = false, a race); `bytes` and
+// `offset` (floats) break the operation's rules, `exit_unwaited` skips the last wait.
+__global__ void bulk_add_rows(float* out, int rounds, bool wait, std::uint32_t bytes, int offset, bool exit_unwaited) {
+  const int lane = static_cast<int>(threadIdx.x);
+  auto* slot = reinterpret_cast<float*>(emu::dynamic_shared_memory()) + 4 * lane;
+  for (int round = 1; round <= rounds; ++round) {
+    if (wait) emu::bulk_wait_group_read(0);
+    for (int i = 0; i < 4; ++i) slot[i] = static_cast<float>(round * (lane + 1 + i));
+    emu::fence_proxy_async();
+    emu::syncwarp();
+    emu::bulk_reduce_add_f32(out + 4 * lane + offset, emu::shared_address(slot), bytes);
+    emu::bulk_commit_group();
+  }
+  if (!exit_unwaited) emu::bulk_wait_group_read(0);
+}
+
 }  // namespace
 
 TEST_CASE("emulator sm90: cuTensorMapEncodeTiled applies the driver's documented checks") {
@@ -431,4 +449,32 @@ TEST_CASE("emulator sm90: named barriers order two warpgroups, and bar.sync 0 is
         std::string::npos);
   CHECK(error_of([] { LLMLAB_LAUNCH(named_barrier_args, 1, 64, 0, nullptr)(1, 48); })
             .find("a positive multiple of 32") != std::string::npos);
+}
+
+TEST_CASE("emulator sm90: bulk reductions add shared memory into global memory; their source is theirs until waited for") {
+  DeviceBuffer out(32 * 4 * 4);
+  auto run = [&](int rounds, bool wait, std::uint32_t bytes = 16, int offset = 0, bool exit_unwaited = false) {
+    const std::vector<float> half(32 * 4, 0.5f);
+    copy_to_device(out.get(), half.data(), half.size() * 4);
+    LLMLAB_LAUNCH(bulk_add_rows, 1, 32, 32 * 16, nullptr)(out.as<float>(), rounds, wait, bytes, offset, exit_unwaited);
+    return read_back<float>(out, 32 * 4);
+  };
+  emu::reset_stats();
+  const auto sums = run(3, true);
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < 4; ++i) CHECK(sums[static_cast<std::size_t>(4 * lane + i)] == 0.5f + 6.0f * static_cast<float>(lane + 1 + i));
+  CHECK(emu::stats().bulk_reduces == 3 * 32);
+  CHECK(emu::stats().bulk_reduce_bytes == 3 * 32 * 16);
+  // Rewriting the source before the wait: some runs add a later round's values instead.
+  bool raced = false;
+  for (int attempt = 0; attempt < 8 && !raced; ++attempt) {
+    const auto got = run(3, false);
+    for (int lane = 0; lane < 32; ++lane) raced = raced || got[static_cast<std::size_t>(4 * lane)] != 0.5f + 6.0f * static_cast<float>(lane + 1);
+  }
+  CHECK(raced);
+  CHECK(error_of([&] { run(1, true, 8); }).find("a positive multiple of 16") != std::string::npos);
+  CHECK(error_of([&] { run(1, true, 16, 1); }).find("not 16-byte aligned") != std::string::npos);
+  CHECK(error_of([&] { run(1, true, 16, 4 * 31 + 4); }).find("outside every device allocation") != std::string::npos);
+  CHECK(error_of([&] { run(1, true, 16, 0, true); }).find("no cp.async.bulk.wait_group.read has waited for") !=
+        std::string::npos);
 }

@@ -182,6 +182,8 @@ struct Stats {
   std::uint64_t tma_loads = 0;          // cp.async.bulk.tensor tile loads
   std::uint64_t tma_bytes = 0;          // bytes they bring into shared memory (boxes, zero fill included)
   std::uint64_t mbarrier_waits = 0;     // mbarrier.try_wait.parity that found their phase complete
+  std::uint64_t bulk_reduces = 0;       // cp.reduce.async.bulk operations
+  std::uint64_t bulk_reduce_bytes = 0;  // bytes they add into global memory
 };
 Stats& stats();
 void reset_stats();
@@ -234,6 +236,20 @@ void fence_proxy_async();   // fence.proxy.async.shared::cta
 // not emulated by tma_load (an error).
 void tma_load(std::uint32_t dst, const void* tensor_map, const int* coords, int rank, std::uint32_t bar);
 void prefetch_tensormap(const void* tensor_map);
+
+// Bulk reductions: cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [dst], [src], bytes
+// adds the fp32 values of shared [src, src + bytes) into global [dst, ..), asynchronously. A
+// thread's bulk operations since its last cp.async.bulk.commit_group form a bulk group;
+// cp.async.bulk.wait_group.read n returns once at most n of its groups may still read their
+// shared source. Each operation is performed at random either at issue or at the wait that
+// retires its group, so a source overwritten before that wait adds the new values. Checked: both
+// addresses 16-byte aligned, bytes a positive multiple of 16, the source inside dynamic shared
+// memory, the destination inside one device allocation, and no thread ends with a bulk
+// operation it has not waited for (committed and retired by a wait_group.read).
+void bulk_reduce_add_f32(float* dst, std::uint32_t src, std::uint32_t bytes);
+void bulk_commit_group();
+void bulk_wait_group_read(int pending);
+void syncwarp();  // __syncwarp(): every lane of the warp arrives (a warp collective)
 
 // Named barriers (bar.sync / bar.arrive id, threads): threads is a multiple of 32; id 0 is the
 // barrier __syncthreads uses.
@@ -295,6 +311,10 @@ cudaError_t cudaFuncSetAttribute(Kernel* kernel, cudaFuncAttribute attr, int val
 // ---- device functions ---------------------------------------------------------------------------
 
 inline void __syncthreads() { llmlab::emu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  if (mask != 0xffffffffu) throw std::runtime_error("cuda emulator: only full-warp __syncwarp is emulated");
+  llmlab::emu::syncwarp();
+}
 
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
