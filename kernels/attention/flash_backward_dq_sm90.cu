@@ -32,7 +32,7 @@ struct Sm90DqTraits : WarpSpecializedTraits<kHeadDim_, Elem, 128, 64> {
   static constexpr int kDoOffset = Base::kQBytes, kKOffset = 2 * Base::kQBytes;
   static constexpr int kVOffset = kKOffset + Base::kStages * Base::kKVBytes;
   static constexpr int kBarOffset = kVOffset + Base::kStages * Base::kKVBytes;
-  static constexpr int kSmemBytes = kBarOffset + 8 * (1 + 4 * Base::kStages) + 1024;  // QkvRingBarriers, slack to align
+  static constexpr int kSmemBytes = kBarOffset + 8 * (2 + 4 * Base::kStages) + 1024;  // QkvRingBarriers, slack to align
 };
 
 template <typename Tr, bool kCausal>
@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     sm90::setmaxnreg_dec<Tr::kProducerRegs>();
     if (tid == 0)
       produce_q_then_kv<Tr>(q_map, &do_map, k_map, v_map, bars, sQ, sdO, sK, sV, start + qb, h, start, h / p.group,
-                              n_blocks);
+                              n_blocks, RingPosition{});
     return;
   }
   sm90::setmaxnreg_inc<Tr::kConsumerRegs>();

@@ -12,8 +12,13 @@
 // (ping-pong), and within a warpgroup the softmax of key block j overlaps O += P V of block j-1
 // (intra-warpgroup overlap); K and V have their own empty barriers, since K is done with one
 // iteration before V. Shared-memory layouts: sm90_ptx.cuh (128B swizzle, 64-column panels).
+// Persistent (FA3's tile scheduler, static): one CTA per multiprocessor walks the query tiles
+// c, c + #CTAs, ... in longest-causal-work-first order (QueryTiles); the rings' phases carry over
+// from tile to tile, and the producer loads the next tile's Q as soon as every consumer warp has
+// issued its last S = Q K^T (the q_empty barrier), and its K/V blocks as ring stages free up, so
+// that the next tile's loads overlap the current tile's last P V and epilogue.
 // Not yet done: the TMA store of O, FP8, tile sizes beyond 128 x 128 (FA3 uses 128 x 176 for
-// non-causal D = 128), a persistent tile scheduler.
+// non-causal D = 128), a dynamic (atomic-counter) tile scheduler.
 // Written without a GPU: tested on the CPU emulator (tests/cuda_emulation), not yet timed.
 #include "kernels/attention/flash_common.cuh"
 #include "kernels/attention/flash_sm90_common.cuh"
@@ -33,7 +38,7 @@ struct Sm90FwdTraits : WarpSpecializedTraits<kHeadDim_, Elem, 128, 128> {
   // Offsets from the 1024-byte-aligned base: Q, K stages, V stages, then the mbarriers.
   static constexpr int kKOffset = Base::kQBytes, kVOffset = kKOffset + Base::kStages * Base::kKVBytes;
   static constexpr int kBarOffset = kVOffset + Base::kStages * Base::kKVBytes;
-  static constexpr int kSmemBytes = kBarOffset + 8 * (1 + 4 * Base::kStages) + 1024;  // QkvRingBarriers, slack to align
+  static constexpr int kSmemBytes = kBarOffset + 8 * (2 + 4 * Base::kStages) + 1024;  // QkvRingBarriers, slack to align
 };
 
 template <typename Tr, bool kCausal>
@@ -47,12 +52,6 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   constexpr int D = Tr::kHeadDim, kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kStages = Tr::kStages;
   constexpr int kNTiles = Tr::kNTiles, kDTiles = Tr::kDTiles;
 
-  const int doc = static_cast<int>(blockIdx.z), h = static_cast<int>(blockIdx.y);
-  const int start = p.cu_seqlens[doc], len = p.cu_seqlens[doc + 1] - start;
-  const int qb = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kBlockM;  // longest causal work first
-  if (qb >= len) return;  // uniform over the CTA
-  const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(qb, len);
-
   // The swizzle pattern repeats every 1024 bytes of shared address, and the descriptors and the
   // TMA assume atoms aligned to it.
   const std::uint32_t base = (smem_u32(dynamic_smem()) + 1023u) & ~1023u;
@@ -62,45 +61,57 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   if (tid == 0) bars.init();
   __syncthreads();
 
+  // Persistent: CTA c takes query tiles c, c + gridDim.x, ... (QueryTiles: longest causal work
+  // first), its producer and consumers walking them alike, the rings' phases carrying over.
+  const QueryTiles tiles(p, kBlockM);
+  QueryTile tile;
+  int t = tiles.first_valid(static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x), tile);
+
   if (warpgroup == 0) {
     sm90::setmaxnreg_dec<Tr::kProducerRegs>();
     if (tid == 0)
-      produce_q_then_kv<Tr>(q_map, nullptr, k_map, v_map, bars, sQ, 0, sK, sV, start + qb, h, start, h / p.group,
-                              n_blocks);
+      for (RingPosition at; t < tiles.count; t = tiles.first_valid(t + static_cast<int>(gridDim.x),
+                                                                   static_cast<int>(gridDim.x), tile)) {
+        const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.qb, tile.len);
+        produce_q_then_kv<Tr>(q_map, nullptr, k_map, v_map, bars, sQ, 0, sK, sV, tile.start + tile.qb, tile.h,
+                              tile.start, tile.h / p.group, n_blocks, at);
+        ++at.tile;
+        at.block += n_blocks;
+      }
     return;
   }
   sm90::setmaxnreg_inc<Tr::kConsumerRegs>();
 
   const int consumer = warpgroup - 1, warp = (tid / 32) % 4, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-  const int row0 = qb + consumer * 64 + warp * 16;  // this warp's first query row within the document
-  float o[kDTiles][4];
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // [0]: row g, [1]: row g + 8
-#pragma unroll
-  for (int dn = 0; dn < kDTiles; ++dn)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[dn][e] = 0.0f;
-  auto& o_flat = reinterpret_cast<float(&)[kDTiles * 4]>(o);
   // Q rows of this warpgroup: K-major slices of 16 columns (k-step ks: panel ks / 4, +32 bytes each).
   const std::uint32_t q_rows = sQ + consumer * 64 * 128;
+  float o[kDTiles][4];
+  float row_max[2], row_sum[2];  // [0]: row g, [1]: row g + 8
+  auto& o_flat = reinterpret_cast<float(&)[kDTiles * 4]>(o);
 
   // Ping-pong (FA3 section 3.1): the two consumer warpgroups take turns issuing their MMAs, so
   // that one's softmax runs while the other's MMAs do. Named barrier 1 + c opens warpgroup c's
   // turn: c syncs on it (128 threads) and the other warpgroup arrives (128) after issuing its
-  // own. Consumer 0 goes first; each side arrives exactly as often as the other syncs (so the
-  // last turn of consumer 1 opens nothing), and no barrier is left half-arrived at exit.
+  // own. Consumer 0 goes first; the turns alternate through all the CTA's tiles (both consumers
+  // see the same key blocks), each side arrives exactly as often as the other syncs (so the last
+  // turn of consumer 1 in the CTA's last tile opens nothing), and no barrier is left
+  // half-arrived at exit.
   static_assert(Tr::kConsumerWarpgroups == 2, "the ping-pong schedule pairs two consumer warpgroups");
   constexpr int kTurnBarrier = 1;  // 0 is __syncthreads'
   if (consumer == 1) sm90::named_barrier_arrive(kTurnBarrier + 0, 256);
+  bool last_tile = false;  // the CTA's last tile
+  int n_blocks = 0;        // of the current tile
   auto begin_turn = [&] { sm90::named_barrier_sync(kTurnBarrier + consumer, 256); };
   auto end_turn = [&](int j) {
-    if (consumer == 0 || j + 1 < n_blocks) sm90::named_barrier_arrive(kTurnBarrier + (1 - consumer), 256);
+    if (consumer == 0 || !last_tile || j + 1 < n_blocks) sm90::named_barrier_arrive(kTurnBarrier + (1 - consumer), 256);
   };
 
+  RingPosition at;
   // S = Q K^T for key block j: sc[0][nj][e] is row row0 + g + 8 (e / 2), key kb + 8 nj + 2 t4 + e % 2.
   float sc[1][kNTiles][4];
   auto& s_flat = reinterpret_cast<float(&)[kNTiles * 4]>(sc);
   auto issue_s = [&](int j) {
-    const std::uint32_t k_stage = sK + (j % kStages) * Tr::kKVBytes;
+    const std::uint32_t k_stage = sK + at.stage<kStages>(j) * Tr::kKVBytes;
     sm90::fence_operands(s_flat);
     sm90::wgmma_fence();
     mma_rows_by_rows<T, kBlockN, D, kBlockM, kBlockN>(s_flat, q_rows, k_stage);
@@ -109,7 +120,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   // O += P V for key block j, P's A fragments in pa.
   std::uint32_t pa[kBlockN / 16][4];
   auto issue_pv = [&](int j) {
-    const std::uint32_t v_stage = sV + (j % kStages) * Tr::kKVBytes;
+    const std::uint32_t v_stage = sV + at.stage<kStages>(j) * Tr::kKVBytes;
     sm90::fence_operands(o_flat);
     sm90::wgmma_fence();
     mma_fragments_by_tile<T, D, kBlockN>(o_flat, pa, v_stage);
@@ -118,8 +129,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   // Mask and online softmax of block j's scores (as flash_forward.cu): sc becomes P, the row max
   // and sum move on, and alpha[rh] is the factor O must be rescaled by once it holds blocks < j.
   float alpha[2];
+  int row0 = 0;  // this warp's first query row within the document
   auto softmax = [&](int j) {
-    mask_scores<kCausal>(sc, row0, j * kBlockN, len, g, t4);
+    mask_scores<kCausal>(sc, row0, j * kBlockN, tile.len, g, t4);
     online_softmax(sc[0], row_max, row_sum, p.scale_log2, alpha);
   };
   // P as A fragments: S n-tiles 2ks and 2ks + 1 are k-step ks (flash_common.cuh, C -> A).
@@ -132,69 +144,92 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
       pa[ks][3] = pack2<T>(sc[0][2 * ks + 1][2], sc[0][2 * ks + 1][3]);
     }
   };
-  auto phase_of = [](int j) { return static_cast<std::uint32_t>((j / kStages) & 1); };
-  // A warp releases a stage's K (V) once its MMAs that read it are complete: wgmma.wait_group is
-  // warp-synchronous, so they are complete for every lane.
+  // A warp releases a stage's K (V), or the tile's Q, once its MMAs that read it are complete:
+  // wgmma.wait_group is warp-synchronous, so they are complete for every lane.
   auto release = [&](std::uint32_t bar) {
     if (lane == 0) sm90::mbarrier_arrive(bar);
   };
-
-  // Intra-warpgroup overlap (FA3 section 3.2): iteration j issues S_j and O += P_{j-1} V_{j-1}
-  // together, and the softmax of S_j runs while the second product is still on the tensor cores;
-  // O is rescaled by alpha_j only after it has landed (O then holds blocks < j at block j's max).
-  // P_j goes into the fragments the in-flight product reads only after it completes.
-  wait_barrier(bars.q_full(), 0);
-  wait_barrier(bars.k_full(0), phase_of(0));
-  begin_turn();
-  issue_s(0);
-  end_turn(0);
-  sm90::wgmma_wait<0>();
-  sm90::fence_operands(s_flat);
-  release(bars.k_empty(0));
-  softmax(0);  // O is still 0: nothing to rescale
-  p_to_fragments();
-  for (int j = 1; j < n_blocks; ++j) {
-    wait_barrier(bars.k_full(j % kStages), phase_of(j));
-    wait_barrier(bars.v_full((j - 1) % kStages), phase_of(j - 1));
-    begin_turn();
-    issue_s(j);
-    issue_pv(j - 1);
-    end_turn(j);
-    sm90::wgmma_wait<1>();  // S_j (groups retire in order; P_{j-1} V_{j-1} may still run)
+  // S_j has landed: K's stage is free, and so is Q after the tile's last S.
+  auto s_done = [&](int j) {
     sm90::fence_operands(s_flat);
-    release(bars.k_empty(j % kStages));
-    softmax(j);
-    sm90::wgmma_wait<0>();
-    sm90::fence_operands(o_flat);
-    release(bars.v_empty((j - 1) % kStages));
+    release(bars.k_empty(at.stage<kStages>(j)));
+    if (j + 1 == n_blocks) release(bars.q_empty());
+  };
+
+  while (t < tiles.count) {
+    QueryTile next;
+    const int t_next = tiles.first_valid(t + static_cast<int>(gridDim.x), static_cast<int>(gridDim.x), next);
+    last_tile = t_next >= tiles.count;
+    n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.qb, tile.len);
+    row0 = tile.qb + consumer * 64 + warp * 16;
 #pragma unroll
     for (int dn = 0; dn < kDTiles; ++dn)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) o[dn][e] *= alpha[e / 2];
-    p_to_fragments();
-  }
-  wait_barrier(bars.v_full((n_blocks - 1) % kStages), phase_of(n_blocks - 1));
-  issue_pv(n_blocks - 1);
-  sm90::wgmma_wait<0>();
-  sm90::fence_operands(o_flat);
-  release(bars.v_empty((n_blocks - 1) % kStages));
+      for (int e = 0; e < 4; ++e) o[dn][e] = 0.0f;
+    row_max[0] = row_max[1] = -INFINITY;
+    row_sum[0] = row_sum[1] = 0.0f;
 
-  // Epilogue (as flash_forward.cu): O / l, lse = scale * max + log(l).
-  T* og = static_cast<T*>(p.out) + static_cast<std::int64_t>(start) * p.q_row_stride + h * p.q_head_stride;
-#pragma unroll
-  for (int rh = 0; rh < 2; ++rh) {
-    const float l = quad_sum(row_sum[rh]);
-    const int row = row0 + g + 8 * rh;
-    if (row < len) {
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      T* dst = og + static_cast<std::int64_t>(row) * p.q_row_stride;
+    // Intra-warpgroup overlap (FA3 section 3.2): iteration j issues S_j and O += P_{j-1} V_{j-1}
+    // together, and the softmax of S_j runs while the second product is still on the tensor
+    // cores; O is rescaled by alpha_j only after it has landed (O then holds blocks < j at block
+    // j's max). P_j goes into the fragments the in-flight product reads only after it completes.
+    wait_barrier(bars.q_full(), at.q_parity());
+    wait_barrier(bars.k_full(at.stage<kStages>(0)), at.parity<kStages>(0));
+    begin_turn();
+    issue_s(0);
+    end_turn(0);
+    sm90::wgmma_wait<0>();
+    s_done(0);
+    softmax(0);  // O is still 0: nothing to rescale
+    p_to_fragments();
+    for (int j = 1; j < n_blocks; ++j) {
+      wait_barrier(bars.k_full(at.stage<kStages>(j)), at.parity<kStages>(j));
+      wait_barrier(bars.v_full(at.stage<kStages>(j - 1)), at.parity<kStages>(j - 1));
+      begin_turn();
+      issue_s(j);
+      issue_pv(j - 1);
+      end_turn(j);
+      sm90::wgmma_wait<1>();  // S_j (groups retire in order; P_{j-1} V_{j-1} may still run)
+      s_done(j);
+      softmax(j);
+      sm90::wgmma_wait<0>();
+      sm90::fence_operands(o_flat);
+      release(bars.v_empty(at.stage<kStages>(j - 1)));
 #pragma unroll
       for (int dn = 0; dn < kDTiles; ++dn)
-        *reinterpret_cast<std::uint32_t*>(dst + dn * 8 + 2 * t4) =
-            pack2<T>(o[dn][2 * rh] * inv, o[dn][2 * rh + 1] * inv);
-      if (t4 == 0)
-        p.lse[h * p.lse_head_stride + start + row] = l > 0.0f ? row_max[rh] * p.scale + logf(l) : INFINITY;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[dn][e] *= alpha[e / 2];
+      p_to_fragments();
     }
+    wait_barrier(bars.v_full(at.stage<kStages>(n_blocks - 1)), at.parity<kStages>(n_blocks - 1));
+    issue_pv(n_blocks - 1);
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(o_flat);
+    release(bars.v_empty(at.stage<kStages>(n_blocks - 1)));
+
+    // Epilogue (as flash_forward.cu): O / l, lse = scale * max + log(l); the producer is already
+    // loading the next tile.
+    T* og = static_cast<T*>(p.out) + static_cast<std::int64_t>(tile.start) * p.q_row_stride + tile.h * p.q_head_stride;
+#pragma unroll
+    for (int rh = 0; rh < 2; ++rh) {
+      const float l = quad_sum(row_sum[rh]);
+      const int row = row0 + g + 8 * rh;
+      if (row < tile.len) {
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        T* dst = og + static_cast<std::int64_t>(row) * p.q_row_stride;
+#pragma unroll
+        for (int dn = 0; dn < kDTiles; ++dn)
+          *reinterpret_cast<std::uint32_t*>(dst + dn * 8 + 2 * t4) =
+              pack2<T>(o[dn][2 * rh] * inv, o[dn][2 * rh + 1] * inv);
+        if (t4 == 0)
+          p.lse[tile.h * p.lse_head_stride + tile.start + row] =
+              l > 0.0f ? row_max[rh] * p.scale + logf(l) : INFINITY;
+      }
+    }
+    ++at.tile;
+    at.block += n_blocks;
+    t = t_next;
+    tile = next;
   }
 #endif
 }
@@ -202,8 +237,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 template <typename Tr, bool kCausal>
 void launch_forward_sm90(const Params& p, cudaStream_t stream) {
   const TensorMaps<Tr> maps(p, /*with_dout=*/false);
-  launch_warp_specialized<Tr>(forward_sm90_kernel<Tr, kCausal>, query_block_grid(p, Tr::kBlockM), stream,
-                              "flash forward (sm90)", maps.q, maps.k, maps.v, p);
+  // One CTA per multiprocessor (one fits: 160 KB of shared memory at D = 128, 384 threads at 168
+  // registers), none idle.
+  const std::int64_t tiles = QueryTiles::count_of(p, Tr::kBlockM);
+  const auto ctas = static_cast<unsigned>(std::min<std::int64_t>(tiles, multiprocessor_count()));
+  launch_warp_specialized<Tr>(forward_sm90_kernel<Tr, kCausal>, dim3(ctas), stream, "flash forward (sm90)", maps.q,
+                              maps.k, maps.v, p);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -36,6 +37,15 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
   }();
   return encode;
+}
+
+// Multiprocessors of the current device: a persistent kernel's grid.
+inline int multiprocessor_count() {
+  int device = 0, count = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute (multiprocessors)");
+  return count;
 }
 
 // [tokens, heads, D] tensor, boxes of 64 columns x 1 head x box_rows rows, 128B swizzle; rows
@@ -173,21 +183,26 @@ __device__ __forceinline__ void store_fragments_sw128(unsigned char* tile, const
     }
 }
 
-// The mbarriers of a query-block kernel (the forward, the deterministic dQ): Q (and dO) once,
-// then a ring of kStages K and V buffers, each with a full barrier (the TMA's bytes have
-// landed) and an empty one (every consumer warp is done with it). K and V have their own, since
-// consumers are done with K and V at different times. Tr: kStages, kConsumerWarpgroups.
+// The mbarriers of a query-block kernel (the forward, the deterministic dQ): Q (and dO) per
+// query tile, full (landed) and empty (every consumer warp is done with it: a persistent CTA's
+// next tile may load), then a ring of kStages K and V buffers, each with a full barrier (the
+// TMA's bytes have landed) and an empty one (every consumer warp is done with it). K and V have
+// their own, since consumers are done with K and V at different times. Tr: kStages,
+// kConsumerWarpgroups.
 template <typename Tr>
 struct QkvRingBarriers {
-  std::uint32_t base;  // 8 * (1 + 4 kStages) bytes of shared memory, 8-byte aligned
+  static constexpr int kBytes = 8 * (2 + 4 * Tr::kStages);
+  std::uint32_t base;  // kBytes of shared memory, 8-byte aligned
   __device__ __forceinline__ std::uint32_t q_full() const { return base; }
   __device__ __forceinline__ std::uint32_t k_full(int s) const { return base + 8 * (1 + s); }
   __device__ __forceinline__ std::uint32_t v_full(int s) const { return base + 8 * (1 + Tr::kStages + s); }
   __device__ __forceinline__ std::uint32_t k_empty(int s) const { return base + 8 * (1 + 2 * Tr::kStages + s); }
   __device__ __forceinline__ std::uint32_t v_empty(int s) const { return base + 8 * (1 + 3 * Tr::kStages + s); }
+  __device__ __forceinline__ std::uint32_t q_empty() const { return base + 8 * (1 + 4 * Tr::kStages); }
   // By one thread, before the __syncthreads that publishes them.
   __device__ __forceinline__ void init() const {
     sm90::mbarrier_init(q_full(), 1);
+    sm90::mbarrier_init(q_empty(), 4 * Tr::kConsumerWarpgroups);  // one arrival per consumer warp
     for (int s = 0; s < Tr::kStages; ++s) {
       sm90::mbarrier_init(k_full(s), 1);
       sm90::mbarrier_init(v_full(s), 1);
@@ -198,21 +213,84 @@ struct QkvRingBarriers {
   }
 };
 
-// The producer's elected thread of a query-block kernel: the kBlockM query rows from q_row of
-// head h (Q, and dO when do_map is given, into sQ / sdO) once, then key block j of kv head kvh
-// (rows kv_row0 + j kBlockN) into stage j % kStages: its K once every consumer warp has released
-// the stage's previous K (block j - kStages), then its V likewise. Tr: kBlockM, kBlockN, kStages,
-// kPanels (64-column panels of D), kQBytes (one [kBlockM][D] tile), kKVBytes (one [kBlockN][D]).
+// A query tile of a persistent query-block kernel: rows qb .. qb + kBlockM - 1 of head h of the
+// document whose first token is `start` and whose length is `len`.
+struct QueryTile {
+  int qb = 0, h = 0, start = 0, len = 0;
+};
+
+// The query tiles of a launch, numbered query block slowest and from the last one (then
+// document, then head): under the causal mask the tiles with the most work come first, the
+// longest-processing-time order, which balances CTAs that take tiles in turn. The heads of a
+// document are neighbours, so CTAs running side by side share its K and V in L2. A tile whose
+// query block starts past its document's end is empty; every role skips it alike.
+struct QueryTiles {
+  // Tiles of a launch: ceil(max_seqlen / block_m) x heads x docs; at most INT_MAX.
+  static std::int64_t count_of(const Params& p, int block_m) {
+    const std::int64_t n = static_cast<std::int64_t>((p.max_seqlen + block_m - 1) / block_m) * p.heads * p.docs;
+    if (n > std::numeric_limits<int>::max())
+      throw Error("flash (sm90): " + std::to_string(n) + " query tiles exceed a launch's tile numbering");
+    return n;
+  }
+  __device__ QueryTiles(const Params& p, int rows)
+      : cu(p.cu_seqlens),
+        x_blocks((p.max_seqlen + rows - 1) / rows),
+        heads(p.heads),
+        docs(p.docs),
+        block_m(rows),
+        count(x_blocks * heads * docs) {}
+  // The first non-empty tile among t, t + stride, ... (into `tile`); `count` when there is none.
+  __device__ __forceinline__ int first_valid(int t, int stride, QueryTile& tile) const {
+    for (; t < count; t += stride) {
+      const int x = t / (heads * docs), rest = t % (heads * docs), doc = rest / heads;
+      tile.h = rest % heads;
+      tile.start = cu[doc];
+      tile.len = cu[doc + 1] - tile.start;
+      tile.qb = (x_blocks - 1 - x) * block_m;
+      if (tile.qb < tile.len) return t;
+    }
+    return count;
+  }
+  const std::int32_t* cu;
+  int x_blocks, heads, docs, block_m, count;
+};
+
+// Where a CTA's rings stand before a query tile: the tiles and the K/V blocks it has loaded
+// before (a persistent CTA's tiles share the rings, so phases carry over from tile to tile).
+struct RingPosition {
+  int tile = 0, block = 0;
+  // The phase parity of the Q barriers for this tile; the stage and phase parity of its key block j.
+  __device__ __forceinline__ std::uint32_t q_parity() const { return static_cast<std::uint32_t>(tile & 1); }
+  template <int kStages>
+  __device__ __forceinline__ int stage(int j) const {
+    return (block + j) % kStages;
+  }
+  template <int kStages>
+  __device__ __forceinline__ std::uint32_t parity(int j) const {
+    return static_cast<std::uint32_t>(((block + j) / kStages) & 1);
+  }
+};
+
+// The producer's elected thread of a query-block kernel, for one query tile at ring position
+// `at`: once every consumer warp has released the previous tile's Q, the kBlockM query rows from
+// q_row of head h (Q, and dO when do_map is given, into sQ / sdO), then key block j of kv head
+// kvh (rows kv_row0 + j kBlockN) into its stage: its K once every consumer warp has released the
+// stage's previous K (kStages blocks earlier), then its V likewise. Tr: kBlockM, kBlockN,
+// kStages, kPanels (64-column panels of D), kQBytes (one [kBlockM][D] tile), kKVBytes (one
+// [kBlockN][D]).
 template <typename Tr>
 __device__ __forceinline__ void produce_q_then_kv(const CUtensorMap& q_map, const CUtensorMap* do_map,
                                                   const CUtensorMap& k_map, const CUtensorMap& v_map,
                                                   const QkvRingBarriers<Tr>& bars, std::uint32_t sQ,
                                                   std::uint32_t sdO, std::uint32_t sK, std::uint32_t sV, int q_row,
-                                                  int h, int kv_row0, int kvh, int n_blocks) {
-  sm90::prefetch_tensormap(&q_map);
-  if (do_map) sm90::prefetch_tensormap(do_map);
-  sm90::prefetch_tensormap(&k_map);
-  sm90::prefetch_tensormap(&v_map);
+                                                  int h, int kv_row0, int kvh, int n_blocks, RingPosition at) {
+  if (at.tile == 0) {
+    sm90::prefetch_tensormap(&q_map);
+    if (do_map) sm90::prefetch_tensormap(do_map);
+    sm90::prefetch_tensormap(&k_map);
+    sm90::prefetch_tensormap(&v_map);
+  }
+  wait_barrier(bars.q_empty(), at.q_parity() ^ 1u);  // a fresh barrier passes parity 1: the first tile
   sm90::mbarrier_arrive_expect_tx(bars.q_full(), do_map ? 2 * Tr::kQBytes : Tr::kQBytes);
 #pragma unroll
   for (int panel = 0; panel < Tr::kPanels; ++panel) {
@@ -220,8 +298,8 @@ __device__ __forceinline__ void produce_q_then_kv(const CUtensorMap& q_map, cons
     if (do_map) sm90::tma_load_3d(sdO + panel * Tr::kBlockM * 128, do_map, panel * 64, h, q_row, bars.q_full());
   }
   for (int j = 0; j < n_blocks; ++j) {
-    const int s = j % Tr::kStages;
-    const auto phase = static_cast<std::uint32_t>((j / Tr::kStages) & 1);
+    const int s = at.stage<Tr::kStages>(j);
+    const std::uint32_t phase = at.parity<Tr::kStages>(j);
     const int row = kv_row0 + j * Tr::kBlockN;
     const std::uint32_t k_stage = sK + s * Tr::kKVBytes, v_stage = sV + s * Tr::kKVBytes;
     wait_barrier(bars.k_empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: the first round

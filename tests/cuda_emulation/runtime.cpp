@@ -70,8 +70,18 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->totalGlobalMem = 24ull << 30;
   prop->major = 9;
   prop->minor = 0;
-  prop->multiProcessorCount = 1;
+  // A few multiprocessors, so that persistent kernels (a grid of one CTA per SM looping over
+  // tiles) run both several CTAs and several tiles per CTA on the emulated device.
+  prop->multiProcessorCount = 4;
   return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  cudaDeviceProp prop{};
+  if (!value || attr != cudaDevAttrMultiProcessorCount) return cudaErrorInvalidValue;
+  const cudaError_t err = cudaGetDeviceProperties(&prop, device);
+  if (err == cudaSuccess) *value = prop.multiProcessorCount;
+  return err;
 }
 
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }

@@ -165,6 +165,12 @@ void run_block(const std::function<void()>& body, unsigned char* shared, std::si
     if (!progress) report_deadlock(b);
   }
   land_all_tma(b);
+  // bar.arrive without a matching bar.sync leaves a barrier half-arrived: the kernel's producer/
+  // consumer accounting is off by one somewhere.
+  for (int id = 0; id < kNamedBarriers; ++id)
+    if (b.named[id].arrived != 0)
+      fail("block ends with barrier " + std::to_string(id) + " half-arrived (" + std::to_string(b.named[id].arrived) +
+           " of " + std::to_string(b.named[id].expected) + " threads): a bar.arrive no bar.sync matched");
   ++g_stats.blocks;
 }
 

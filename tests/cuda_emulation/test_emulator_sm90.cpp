@@ -225,6 +225,11 @@ __global__ void half_at_named_barrier() {
 
 __global__ void named_barrier_args(int id, int threads) { emu::named_barrier_sync(id, threads); }
 
+// The upper half arrives at barrier 2 for the lower half, which never syncs on it.
+__global__ void arrive_unmatched() {
+  if (threadIdx.x >= 64) emu::named_barrier_arrive(2, 128);
+}
+
 // Each of 32 threads stages 4 floats (its lane + 1, + 2, + 3, + 4, times `round`) in its 16
 // bytes of shared memory and bulk-adds them into out[4 lane ..], `rounds` times, rewriting its
 // source only after waiting (wait = true) or right away (wait = false, a race); `bytes` and
@@ -431,7 +436,7 @@ TEST_CASE("emulator sm90: an mbarrier phase nothing completes is a deadlock nami
         std::string::npos);
 }
 
-TEST_CASE("emulator sm90: named barriers order two warpgroups, and bar.sync 0 is __syncthreads") {
+TEST_CASE("emulator sm90: named barriers order two warpgroups, bar.sync 0 is __syncthreads, none ends half-arrived") {
   DeviceBuffer out(256 * 4);
   for (int run = 0; run < 3; ++run) {
     LLMLAB_LAUNCH(ping_pong, 1, 256, 512, nullptr)(5, out.as<int>());
@@ -449,6 +454,8 @@ TEST_CASE("emulator sm90: named barriers order two warpgroups, and bar.sync 0 is
         std::string::npos);
   CHECK(error_of([] { LLMLAB_LAUNCH(named_barrier_args, 1, 64, 0, nullptr)(1, 48); })
             .find("a positive multiple of 32") != std::string::npos);
+  CHECK(error_of([] { LLMLAB_LAUNCH(arrive_unmatched, 1, 128, 0, nullptr)(); })
+            .find("block ends with barrier 2 half-arrived (64 of 128 threads)") != std::string::npos);
 }
 
 TEST_CASE("emulator sm90: bulk reductions add shared memory into global memory; their source is theirs until waited for") {
