@@ -100,5 +100,7 @@ std::vector<double> time_on_device_ms(const std::function<void()>& fn, int warmu
 void synchronize();
 // "NVIDIA H200 (sm_90, 132 SMs)" for device 0.
 std::string device_name();
+// Multiprocessors of the current device (the grid of the persistent sm90 forward).
+int multiprocessor_count();
 
 }  // namespace llmlab::cuda

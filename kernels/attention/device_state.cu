@@ -41,6 +41,14 @@ std::vector<double> time_on_device_ms(const std::function<void()>& fn, int warmu
   return ms;
 }
 
+int multiprocessor_count() {
+  int device = 0, count = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute (multiprocessors)");
+  return count;
+}
+
 void synchronize() { check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
 std::string device_name() {

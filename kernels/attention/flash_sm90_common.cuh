@@ -39,15 +39,6 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
-// Multiprocessors of the current device: a persistent kernel's grid.
-inline int multiprocessor_count() {
-  int device = 0, count = 0;
-  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
-  check_cuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device),
-             "cudaDeviceGetAttribute (multiprocessors)");
-  return count;
-}
-
 // [tokens, heads, D] tensor, boxes of 64 columns x 1 head x box_rows rows, 128B swizzle; rows
 // past the tensor's end read as zero.
 //

@@ -362,6 +362,17 @@ TEST_CASE("cuda attention: one long causal document spanning many blocks, GQA 2"
   check_problem(p);
 }
 
+// The persistent sm90 forward takes several query tiles per CTA only when there are more tiles
+// than multiprocessors: one document per multiprocessor, of 2 (192 tokens) or 1 (100) query
+// blocks, times 4 heads, is 6 tiles per multiprocessor on average, whatever the device.
+TEST_CASE("cuda attention: more query tiles than multiprocessors, several per persistent CTA") {
+  const int docs = cuda::multiprocessor_count();
+  std::vector<std::int32_t> lens;
+  for (int d = 0; d < docs; ++d) lens.push_back(d % 2 ? 100 : 192);
+  MESSAGE(docs << " documents: " << docs * 6 << " query tiles of 128 rows over " << docs << " multiprocessors");
+  check_problem(make_problem(cuda::Storage::bf16, lens, 0, 4, 2, 64, true, 2024));
+}
+
 TEST_CASE("cuda attention: no documents at all, every token padding") {
   Problem p = make_problem(cuda::Storage::bf16, {0}, 7, 2, 1, 64, true, 7);
   p.s.max_seqlen = 0;
