@@ -17,9 +17,11 @@
 //       P^T = exp2(S^T scale log2(e) - lse log2(e)), 0 where masked (key or query past the
 //       document's end, causal key > query: rows of Q / dO past len are the next document's
 //       tokens, which the TMA box brings in and which must contribute nothing);
+//       dV += P^T dO                 wgmma RS m64nDk16 (A = P^T from registers, B = dO MN-major),
+//                                    issued before dP^T is waited for, so that it runs while
+//                                    the threads form dS
 //       dS^T = P^T (dP^T - Drow)
-//       dV += P^T dO, dK += dS^T Q   wgmma RS m64nDk16 (A = P^T / dS^T from registers, B = dO / Q
-//                                    MN-major)
+//       dK += dS^T Q                 wgmma RS (A = dS^T from registers, B = Q MN-major)
 //       dS^T (storage type) into a 128B-swizzled [128 keys][64 queries] tile, named barrier 1
 //       over both consumers, then dQ = dS K (wgmma SS with A = dS MN-major, B = K MN-major,
 //       consumer c taking dQ's columns c D/2 .. + D/2: m64n64 at D = 128, m64n32 at D = 64) and
@@ -245,17 +247,29 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
         const bool masked = key >= len || query >= len || (kCausal && key > query);
         sc[4 * j + e] = masked ? 0.0f : exp2f(fmaf(sc[4 * j + e], p.scale_log2, -lse[qc]));
       }
-    sm90::wgmma_wait<0>();
-    sm90::fence_operands(dp);
-    // dS^T = P^T (dP^T - Drow); both as A fragments (k = queries: accumulator n-tiles 2 ks and
-    // 2 ks + 1 are k-step ks, flash_common.cuh's C -> A), packed at once so the fp32 values die.
+    // P^T as A fragments (k = queries: accumulator n-tiles 2 ks and 2 ks + 1 are k-step ks,
+    // flash_common.cuh's C -> A), and dV += P^T dO (dO read MN-major) issued at once, so that
+    // the tensor cores work on it while the threads form dS.
     std::uint32_t pa[kBlockM / 16][4], da[kBlockM / 16][4];
 #pragma unroll
     for (int ks = 0; ks < kBlockM / 16; ++ks)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const int i = 4 * (2 * ks + r / 2) + 2 * (r % 2), qc = 8 * (2 * ks + r / 2) + 2 * t4;
+        const int i = 4 * (2 * ks + r / 2) + 2 * (r % 2);
         pa[ks][r] = pack2<T>(sc[i], sc[i + 1]);
+      }
+    sm90::fence_operands(dv);
+    sm90::wgmma_fence();
+    mma_fragments_by_tile<T, D, kBlockM>(dv, pa, do_stage);
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<1>();  // dP^T is done (groups retire in order); dV may still run
+    sm90::fence_operands(dp);
+    // dS^T = P^T (dP^T - Drow), as A fragments.
+#pragma unroll
+    for (int ks = 0; ks < kBlockM / 16; ++ks)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int i = 4 * (2 * ks + r / 2) + 2 * (r % 2), qc = 8 * (2 * ks + r / 2) + 2 * t4;
         da[ks][r] = pack2<T>(sc[i] * (dp[i] - drow[qc]), sc[i + 1] * (dp[i + 1] - drow[qc + 1]));
       }
     // dS^T into rows key0.. of the [128 keys][64 queries] tile.
@@ -264,11 +278,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
       sm90::fence_proxy_async();  // the generic-proxy stores, visible to the wgmma reading them
     }
 
-    // dV += P^T dO and dK += dS^T Q (k = queries; dO, Q read MN-major).
-    sm90::fence_operands(dv);
+    // dK += dS^T Q (Q read MN-major).
     sm90::fence_operands(dk);
     sm90::wgmma_fence();
-    mma_fragments_by_tile<T, D, kBlockM>(dv, pa, do_stage);
     mma_fragments_by_tile<T, D, kBlockM>(dk, da, q_stage);
     sm90::wgmma_commit();
 
