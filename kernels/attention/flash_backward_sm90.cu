@@ -221,7 +221,6 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     const std::uint32_t q_stage = base + Tr::kQOffset + s * Tr::kQBytes;
     const std::uint32_t do_stage = base + Tr::kDoOffset + s * Tr::kQBytes;
     const std::uint32_t ds_tile = base + Tr::kDsOffset + (st & 1) * Tr::kDsBytes;
-    unsigned char* ds_ptr = base_ptr + Tr::kDsOffset + (st & 1) * Tr::kDsBytes;
     const float* lse = s_lse + s * kBlockM;
     const float* drow = s_drow + s * kBlockM;
 
@@ -274,7 +273,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
       }
     // dS^T into rows key0.. of the [128 keys][64 queries] tile.
     if constexpr (kAccumulateDq) {
-      store_fragments_sw128(ds_ptr, da, key0, g, t4);
+      store_fragments_sw128(ds_tile, da, key0, g, t4);
       sm90::fence_proxy_async();  // the generic-proxy stores, visible to the wgmma reading them
     }
 
@@ -314,13 +313,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
       if (lane < 16) sm90::bulk_wait_read<0>();
       __syncwarp();
       const std::uint32_t rows = dq_stage + static_cast<std::uint32_t>((consumer * 64 + warp * 16) * Tr::kDqRowBytes);
-      unsigned char* rows_ptr = base_ptr + (rows - base);
 #pragma unroll
       for (int rh = 0; rh < 2; ++rh)
 #pragma unroll
         for (int j = 0; j < kDqCols / 8; ++j)
-          *reinterpret_cast<float2*>(rows_ptr + (g + 8 * rh) * Tr::kDqRowBytes + (8 * j + 2 * t4) * 4) =
-              make_float2(dq[4 * j + 2 * rh], dq[4 * j + 2 * rh + 1]);
+          sm90::st_shared_f32x2(rows + static_cast<std::uint32_t>((g + 8 * rh) * Tr::kDqRowBytes + (8 * j + 2 * t4) * 4),
+                                dq[4 * j + 2 * rh], dq[4 * j + 2 * rh + 1]);
       sm90::fence_proxy_async();  // the generic-proxy stores, visible to the bulk copies reading them
       __syncwarp();
       const int row = warp * 16 + lane;

@@ -160,9 +160,9 @@ __device__ __forceinline__ std::uint32_t panel_column(std::uint32_t tile, int co
 // A fragments (the mma.m16n8k16 A layout of rows row0 + 0..15, k-step ks = columns 16 ks..+15)
 // stored as rows of a 64-column 128B-swizzled tile (128-byte rows, 16-byte chunk c of row r at
 // c ^ (r % 8); row0 % 8 == 0, so r % 8 = g), where an MMA reads them MN-major (dS^T for dQ = dS K).
-// Generic-proxy stores: the caller fences (fence_proxy_async) before a wgmma reads them.
+// Generic-proxy stores (st.shared): the caller fences (fence_proxy_async) before a wgmma reads them.
 template <int kKSteps>
-__device__ __forceinline__ void store_fragments_sw128(unsigned char* tile, const std::uint32_t (&a)[kKSteps][4],
+__device__ __forceinline__ void store_fragments_sw128(std::uint32_t tile, const std::uint32_t (&a)[kKSteps][4],
                                                       int row0, int g, int t4) {
   static_assert(kKSteps * 16 <= 64, "one 64-column panel");
 #pragma unroll
@@ -170,7 +170,7 @@ __device__ __forceinline__ void store_fragments_sw128(unsigned char* tile, const
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       const int row = row0 + g + 8 * (r % 2), chunk = 2 * ks + r / 2;
-      *reinterpret_cast<std::uint32_t*>(tile + row * 128 + ((chunk ^ g) << 4) + 4 * t4) = a[ks][r];
+      sm90::st_shared_u32(tile + static_cast<std::uint32_t>(row * 128 + ((chunk ^ g) << 4) + 4 * t4), a[ks][r]);
     }
 }
 

@@ -142,13 +142,12 @@ __global__ void __launch_bounds__(128, 1)
       [&](std::uint32_t at, std::uint32_t bar) { tma_tile(b_map, at + kATBytes, D / 64, kK, 0, 0, bar); });
   // A^T's rows (keys) 16 warp.. and 64 + 16 warp.. into the swizzled [128][64] tile, as the
   // backward's consumers store dS^T.
-  unsigned char* a_tile = dynamic_smem() + (base - smem_u32(dynamic_smem()));
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, g = lane / 4, t4 = lane % 4;
   for (int half = 0; half < 2; ++half) {
     const int row0 = 64 * half + 16 * (tid / 32);
     std::uint32_t frags[4][4];
     load_fragments(frags, a_t, 64, row0, g, t4);
-    flash::store_fragments_sw128(a_tile, frags, row0, g, t4);
+    flash::store_fragments_sw128(base, frags, row0, g, t4);
   }
   sm90::fence_proxy_async();
   __syncthreads();

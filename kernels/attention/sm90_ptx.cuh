@@ -52,6 +52,11 @@ inline bool mbarrier_try_wait_parity(std::uint32_t bar, std::uint32_t parity) {
 }
 inline void fence_barrier_init() { emu::fence_barrier_init(); }
 inline void fence_proxy_async() { emu::fence_proxy_async(); }
+inline void st_shared_u32(std::uint32_t addr, std::uint32_t v) { emu::st_shared(addr, &v, 4); }
+inline void st_shared_f32x2(std::uint32_t addr, float x, float y) {
+  const float v[2] = {x, y};
+  emu::st_shared(addr, v, 8);
+}
 inline void tma_load_3d(std::uint32_t dst, const void* map, int c0, int c1, int c2, std::uint32_t bar) {
   const int coords[3] = {c0, c1, c2};
   emu::tma_load(dst, map, coords, 3, bar);
@@ -126,6 +131,14 @@ __device__ __forceinline__ void fence_barrier_init() {
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Shared-memory stores (generic proxy) of data the async proxy reads next (wgmma operands, bulk
+// copies): the writing thread fences (fence_proxy_async) before the barrier that hands them over.
+__device__ __forceinline__ void st_shared_u32(std::uint32_t addr, std::uint32_t v) {
+  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ void st_shared_f32x2(std::uint32_t addr, float x, float y) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(x), "f"(y) : "memory");
+}
 // Box of the tensor map at coordinates (c0 innermost, c1, c2) into shared memory at dst; the
 // bytes are counted against bar's transaction count as they land.
 __device__ __forceinline__ void tma_load_3d(std::uint32_t dst, const void* map, int c0, int c1, int c2,

@@ -168,6 +168,41 @@ bool mbarrier_try_wait_parity(std::uint32_t bar, std::uint32_t parity) {
 
 // The emulator's shared memory is coherent between threads and with its TMA: nothing to order.
 void fence_barrier_init() {}
-void fence_proxy_async() {}
+
+void st_shared(std::uint32_t addr, const void* src, std::size_t bytes) {
+  detail::Block& b = detail::block();
+  detail::Thread& t = detail::thread();
+  std::memcpy(detail::shared_at(addr, bytes, "st.shared", static_cast<std::uint32_t>(bytes)), src, bytes);
+  if (b.unfenced_writer.empty()) b.unfenced_writer.assign((b.shared_bytes + 15) / 16, -1);
+  const int me = static_cast<int>(&t - b.threads.data());
+  for (std::uint32_t c = addr / 16; c <= (addr + static_cast<std::uint32_t>(bytes) - 1) / 16; ++c) {
+    b.unfenced_writer[c] = me;
+    t.unfenced.push_back(c);
+  }
+}
+
+void fence_proxy_async() {
+  detail::Block& b = detail::block();
+  detail::Thread& t = detail::thread();
+  const int me = static_cast<int>(&t - b.threads.data());
+  for (std::uint32_t c : t.unfenced)
+    if (b.unfenced_writer[c] == me) b.unfenced_writer[c] = -1;
+  t.unfenced.clear();
+}
+
+namespace detail {
+
+void check_async_proxy_read(const Block& b, std::uint32_t addr, std::size_t bytes, const char* what) {
+  if (b.unfenced_writer.empty() || bytes == 0) return;
+  for (std::uint32_t c = addr / 16; c <= (addr + static_cast<std::uint32_t>(bytes) - 1) / 16; ++c)
+    if (c < b.unfenced_writer.size() && b.unfenced_writer[c] >= 0) {
+      const uint3 w = b.threads[static_cast<std::size_t>(b.unfenced_writer[c])].idx;
+      fail(fmt::format("{} reads shared address {:#x}, which thread ({}, {}, {}) wrote with st.shared and has not "
+                       "fenced since (fence.proxy.async.shared::cta, before the barrier that hands it over)",
+                       what, 16 * c, w.x, w.y, w.z));
+    }
+}
+
+}  // namespace detail
 
 }  // namespace llmlab::emu

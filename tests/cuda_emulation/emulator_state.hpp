@@ -53,6 +53,7 @@ struct Thread {
   std::uint32_t wait_object = 0, wait_parity = 0;  // named barrier id or mbarrier address; parity
   std::vector<Copy> open;                     // cp.async since the last commit
   std::deque<std::vector<Copy>> committed;    // committed groups, oldest first
+  std::vector<std::uint32_t> unfenced;               // 16-byte shared chunks st_shared wrote since its last fence.proxy.async
   std::vector<BulkReduce> bulk_open;                 // bulk reductions since the last commit
   std::deque<std::vector<BulkReduce>> bulk_groups;   // committed, not yet retired; oldest first
 };
@@ -121,6 +122,9 @@ struct Block {
   std::vector<TmaCopy> tma_in_flight;  // in issue order
   unsigned char* shared = nullptr;     // dynamic shared memory of the launch
   std::size_t shared_bytes = 0;
+  // Per 16-byte chunk of shared memory: the thread whose st_shared (generic proxy) wrote it and
+  // has not since executed fence.proxy.async, or -1.
+  std::vector<int> unfenced_writer;
 };
 
 Block& block();    // the running block; fails outside a kernel
@@ -163,6 +167,10 @@ unsigned char* shared_at(std::uint32_t addr, std::size_t bytes, const char* what
 inline std::uint32_t swizzle(std::uint32_t address, std::uint32_t span) {
   return span == 0 ? address : address ^ (((address >> 7) & (span / 16 - 1)) << 4);
 }
+
+// Fails when the async proxy (wgmma, bulk copies) is about to read shared [addr, addr + bytes)
+// that a thread's st_shared wrote without a fence.proxy.async since: `what` names the reader.
+void check_async_proxy_read(const Block& b, std::uint32_t addr, std::size_t bytes, const char* what);
 
 // Runs the thread's outstanding cp.async groups, oldest first, until `keep` remain.
 void complete_copies(Thread& t, std::size_t keep);

@@ -187,6 +187,7 @@ namespace {
 constexpr const char* kBulkReduce = "cp.reduce.async.bulk.add.f32";
 
 void perform(detail::BulkReduce& r) {
+  detail::check_async_proxy_read(detail::block(), r.src, r.bytes, kBulkReduce);
   const unsigned char* src = detail::shared_at(r.src, r.bytes, kBulkReduce);
   for (std::uint32_t i = 0; i < r.bytes / 4; ++i) {
     float x;

@@ -60,7 +60,9 @@ float element(std::uint16_t bits, MmaType type) {
 
 float shared_element(const Descriptor& d, int mn, int k, bool mn_major, MmaType type) {
   std::uint16_t bits;
-  std::memcpy(&bits, shared_at(element_address(d, mn, k, mn_major), 2, "wgmma.mma_async operand", 2), 2);
+  const std::uint32_t at = element_address(d, mn, k, mn_major);
+  check_async_proxy_read(block(), at, 2, "wgmma.mma_async");
+  std::memcpy(&bits, shared_at(at, 2, "wgmma.mma_async operand", 2), 2);
   return element(bits, type);
 }
 

@@ -231,18 +231,23 @@ __global__ void arrive_unmatched() {
 }
 
 // Each of 32 threads stages 4 floats (its lane + 1, + 2, + 3, + 4, times `round`) in its 16
-// bytes of shared memory and bulk-adds them into out[4 lane ..], `rounds` times, rewriting its
-// source only after waiting (wait = true) or right away (wait = false, a race); `bytes` and
-// `offset` (floats) break the operation's rules, `exit_unwaited` skips the last wait.
-__global__ void bulk_add_rows(float* out, int rounds, bool wait, std::uint32_t bytes, int offset, bool exit_unwaited) {
+// bytes of shared memory (st.shared) and bulk-adds them into out[4 lane ..], `rounds` times,
+// rewriting its source only after waiting (wait = true) or right away (wait = false, a race);
+// `bytes` and `offset` (floats) break the operation's rules, `exit_unwaited` skips the last wait,
+// `fence` = false the fence.proxy.async between the stores and the bulk copy.
+__global__ void bulk_add_rows(float* out, int rounds, bool wait, std::uint32_t bytes, int offset, bool exit_unwaited,
+                              bool fence) {
   const int lane = static_cast<int>(threadIdx.x);
-  auto* slot = reinterpret_cast<float*>(emu::dynamic_shared_memory()) + 4 * lane;
+  const std::uint32_t slot = 16u * static_cast<std::uint32_t>(lane);
   for (int round = 1; round <= rounds; ++round) {
     if (wait) emu::bulk_wait_group_read(0);
-    for (int i = 0; i < 4; ++i) slot[i] = static_cast<float>(round * (lane + 1 + i));
-    emu::fence_proxy_async();
+    for (int i = 0; i < 4; ++i) {
+      const auto x = static_cast<float>(round * (lane + 1 + i));
+      emu::st_shared(slot + 4u * static_cast<std::uint32_t>(i), &x, 4);
+    }
+    if (fence) emu::fence_proxy_async();
     emu::syncwarp();
-    emu::bulk_reduce_add_f32(out + 4 * lane + offset, emu::shared_address(slot), bytes);
+    emu::bulk_reduce_add_f32(out + 4 * lane + offset, slot, bytes);
     emu::bulk_commit_group();
   }
   if (!exit_unwaited) emu::bulk_wait_group_read(0);
@@ -458,12 +463,14 @@ TEST_CASE("emulator sm90: named barriers order two warpgroups, bar.sync 0 is __s
             .find("block ends with barrier 2 half-arrived (64 of 128 threads)") != std::string::npos);
 }
 
-TEST_CASE("emulator sm90: bulk reductions add shared memory into global memory; their source is theirs until waited for") {
+TEST_CASE("emulator sm90: bulk reductions add shared memory into global memory; their source is fenced, then theirs until waited for") {
   DeviceBuffer out(32 * 4 * 4);
-  auto run = [&](int rounds, bool wait, std::uint32_t bytes = 16, int offset = 0, bool exit_unwaited = false) {
+  auto run = [&](int rounds, bool wait, std::uint32_t bytes = 16, int offset = 0, bool exit_unwaited = false,
+                 bool fence = true) {
     const std::vector<float> half(32 * 4, 0.5f);
     copy_to_device(out.get(), half.data(), half.size() * 4);
-    LLMLAB_LAUNCH(bulk_add_rows, 1, 32, 32 * 16, nullptr)(out.as<float>(), rounds, wait, bytes, offset, exit_unwaited);
+    LLMLAB_LAUNCH(bulk_add_rows, 1, 32, 32 * 16, nullptr)(out.as<float>(), rounds, wait, bytes, offset, exit_unwaited,
+                                                          fence);
     return read_back<float>(out, 32 * 4);
   };
   emu::reset_stats();
@@ -484,4 +491,7 @@ TEST_CASE("emulator sm90: bulk reductions add shared memory into global memory; 
   CHECK(error_of([&] { run(1, true, 16, 4 * 31 + 4); }).find("outside every device allocation") != std::string::npos);
   CHECK(error_of([&] { run(1, true, 16, 0, true); }).find("no cp.async.bulk.wait_group.read has waited for") !=
         std::string::npos);
+  // st.shared, then the bulk copy reads it without the writer's fence.proxy.async.
+  CHECK(error_of([&] { run(1, true, 16, 0, false, false); })
+            .find("wrote with st.shared and has not fenced since (fence.proxy.async") != std::string::npos);
 }

@@ -225,7 +225,11 @@ void mbarrier_arrive(std::uint32_t bar);
 void mbarrier_arrive_expect_tx(std::uint32_t bar, std::uint32_t tx_bytes);  // expect_tx then arrive
 bool mbarrier_try_wait_parity(std::uint32_t bar, std::uint32_t parity);
 void fence_barrier_init();  // fence.mbarrier_init.release.cluster
-void fence_proxy_async();   // fence.proxy.async.shared::cta
+// Generic-proxy stores to shared memory (st.shared) that the async proxy may read later: each is
+// recorded until the storing thread's next fence.proxy.async.shared::cta; a wgmma or bulk copy
+// that reads a recorded byte is an error (the PTX memory model gives it no ordering with the store).
+void st_shared(std::uint32_t addr, const void* src, std::size_t bytes);
+void fence_proxy_async();
 
 // TMA: cp.async.bulk.tensor.{1-5}d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
 // [dst], [tensor_map, {coords}], [bar]: copies the tensor map's box at coords (innermost first,
