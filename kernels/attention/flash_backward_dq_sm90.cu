@@ -58,17 +58,17 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 
   // Persistent, as the forward: CTA c takes query tiles c, c + gridDim.x, ... (QueryTiles), the
   // rings' phases carrying over from tile to tile.
-  const QueryTiles tiles(p, kBlockM);
+  using Tiles = QueryTiles<kBlockM>;
   const int stride = static_cast<int>(gridDim.x);
-  QueryTile tile;
+  Tile tile;
   RingPosition at;
   if (warpgroup == 0) {
     sm90::setmaxnreg_dec<Tr::kProducerRegs>();
     if (tid == 0)
-      for (int t = tiles.first_valid(static_cast<int>(blockIdx.x), stride, tile); t < tiles.count;
-           t = tiles.first_valid(t + stride, stride, tile)) {
-        const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.qb, tile.len);
-        produce_q_then_kv<Tr>(q_map, &do_map, k_map, v_map, bars, sQ, sdO, sK, sV, tile.start + tile.qb, tile.h,
+      for (int t = Tiles::first_valid(p, static_cast<int>(blockIdx.x), stride, tile); t < Tiles::count(p);
+           t = Tiles::first_valid(p, t + stride, stride, tile)) {
+        const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.block, tile.len);
+        produce_q_then_kv<Tr>(q_map, &do_map, k_map, v_map, bars, sQ, sdO, sK, sV, tile.start + tile.block, tile.h,
                               tile.start, tile.h / p.group, n_blocks, at);
         ++at.tile;
         at.block += n_blocks;
@@ -83,12 +83,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   auto release = [&](std::uint32_t bar) {  // wgmma.wait_group is warp-synchronous: one arrival per warp
     if (lane == 0) sm90::mbarrier_arrive(bar);
   };
-  for (int t = tiles.first_valid(static_cast<int>(blockIdx.x), stride, tile); t < tiles.count;
-       t = tiles.first_valid(t + stride, stride, tile)) {
+  for (int t = Tiles::first_valid(p, static_cast<int>(blockIdx.x), stride, tile); t < Tiles::count(p);
+       t = Tiles::first_valid(p, t + stride, stride, tile)) {
     const int start = tile.start, len = tile.len, h = tile.h;
-    const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.qb, len);
-    const int row0 = tile.qb + consumer * 64 + warp * 16;  // this warp's first query row within the document
-    const int last_row = tile.qb + consumer * 64 + 63;     // this warpgroup's last
+    const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.block, len);
+    const int row0 = tile.block + consumer * 64 + warp * 16;  // this warp's first query row within the document
+    const int last_row = tile.block + consumer * 64 + 63;     // this warpgroup's last
     // lse (times log2(e)) and Drow of rows row0 + g + 8 rh; a row past the document's end gets
     // lse = +inf, so its P is 0 whatever its scores.
     float lse_log2[2], drow[2];
@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 template <typename Tr, bool kCausal>
 void launch_backward_dq_sm90(const Params& p, cudaStream_t stream) {
   const TensorMaps<Tr> maps(p, /*with_dout=*/true);
-  const std::int64_t tiles = QueryTiles::count_of(p, Tr::kBlockM);
+  const std::int64_t tiles = QueryTiles<Tr::kBlockM>::count_of(p);
   const auto ctas = static_cast<unsigned>(std::min<std::int64_t>(tiles, multiprocessor_count()));
   launch_warp_specialized<Tr>(backward_dq_sm90_kernel<Tr, kCausal>, dim3(ctas), stream, "flash backward dq (sm90)",
                               maps.q, maps.k, maps.v, maps.dout, p);

@@ -63,17 +63,17 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 
   // Persistent: CTA c takes query tiles c, c + gridDim.x, ... (QueryTiles: longest causal work
   // first), its producer and consumers walking them alike, the rings' phases carrying over.
-  const QueryTiles tiles(p, kBlockM);
-  QueryTile tile;
-  int t = tiles.first_valid(static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x), tile);
+  using Tiles = QueryTiles<kBlockM>;
+  Tile tile;
+  int t = Tiles::first_valid(p, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x), tile);
 
   if (warpgroup == 0) {
     sm90::setmaxnreg_dec<Tr::kProducerRegs>();
     if (tid == 0)
-      for (RingPosition at; t < tiles.count; t = tiles.first_valid(t + static_cast<int>(gridDim.x),
-                                                                   static_cast<int>(gridDim.x), tile)) {
-        const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.qb, tile.len);
-        produce_q_then_kv<Tr>(q_map, nullptr, k_map, v_map, bars, sQ, 0, sK, sV, tile.start + tile.qb, tile.h,
+      for (RingPosition at; t < Tiles::count(p);
+           t = Tiles::first_valid(p, t + static_cast<int>(gridDim.x), static_cast<int>(gridDim.x), tile)) {
+        const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.block, tile.len);
+        produce_q_then_kv<Tr>(q_map, nullptr, k_map, v_map, bars, sQ, 0, sK, sV, tile.start + tile.block, tile.h,
                               tile.start, tile.h / p.group, n_blocks, at);
         ++at.tile;
         at.block += n_blocks;
@@ -156,12 +156,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
     if (j + 1 == n_blocks) release(bars.q_empty());
   };
 
-  while (t < tiles.count) {
-    QueryTile next;
-    const int t_next = tiles.first_valid(t + static_cast<int>(gridDim.x), static_cast<int>(gridDim.x), next);
-    last_tile = t_next >= tiles.count;
-    n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.qb, tile.len);
-    row0 = tile.qb + consumer * 64 + warp * 16;
+  while (t < Tiles::count(p)) {
+    Tile next;
+    const int t_next = Tiles::first_valid(p, t + static_cast<int>(gridDim.x), static_cast<int>(gridDim.x), next);
+    last_tile = t_next >= Tiles::count(p);
+    n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.block, tile.len);
+    row0 = tile.block + consumer * 64 + warp * 16;
 #pragma unroll
     for (int dn = 0; dn < kDTiles; ++dn)
 #pragma unroll
@@ -239,7 +239,7 @@ void launch_forward_sm90(const Params& p, cudaStream_t stream) {
   const TensorMaps<Tr> maps(p, /*with_dout=*/false);
   // One CTA per multiprocessor (one fits: 160 KB of shared memory at D = 128, 384 threads at 168
   // registers), none idle.
-  const std::int64_t tiles = QueryTiles::count_of(p, Tr::kBlockM);
+  const std::int64_t tiles = QueryTiles<Tr::kBlockM>::count_of(p);
   const auto ctas = static_cast<unsigned>(std::min<std::int64_t>(tiles, multiprocessor_count()));
   launch_warp_specialized<Tr>(forward_sm90_kernel<Tr, kCausal>, dim3(ctas), stream, "flash forward (sm90)", maps.q,
                               maps.k, maps.v, p);

@@ -204,50 +204,49 @@ struct QkvRingBarriers {
   }
 };
 
-// A query tile of a persistent query-block kernel: rows qb .. qb + kBlockM - 1 of head h of the
-// document whose first token is `start` and whose length is `len`.
-struct QueryTile {
-  int qb = 0, h = 0, start = 0, len = 0;
+// A query tile of a persistent kernel: rows block .. block + kRows - 1 of head h of the document
+// whose first token is `start` and whose length is `len`.
+struct Tile {
+  int block = 0, h = 0, start = 0, len = 0;
 };
 
-// The query tiles of a launch, numbered query block slowest and from the last one (then
-// document, then head): under the causal mask the tiles with the most work come first, the
-// longest-processing-time order, which balances CTAs that take tiles in turn. The heads of a
-// document are neighbours, so CTAs running side by side share its K and V in L2. A tile whose
-// query block starts past its document's end is empty; every role skips it alike.
+// The query tiles of a persistent kernel, blocks of kRows queries x heads x documents, numbered
+// block slowest and from the last one, then document, then head: under the causal mask the tiles
+// with the most work (the last blocks see the most keys) come first, the longest-processing-time
+// order, which balances CTAs that take tiles in turn; the heads of a document are neighbours, so
+// CTAs running side by side share its K and V in L2. A tile whose block starts past its
+// document's end is empty; every role skips it alike. Static functions of the launch's Params,
+// which stay in the constant bank instead of taking registers the consumers need.
+template <int kRows>
 struct QueryTiles {
-  // Tiles of a launch: ceil(max_seqlen / block_m) x heads x docs; at most INT_MAX.
-  static std::int64_t count_of(const Params& p, int block_m) {
-    const std::int64_t n = static_cast<std::int64_t>((p.max_seqlen + block_m - 1) / block_m) * p.heads * p.docs;
+  // Tiles of a launch; at most INT_MAX.
+  static std::int64_t count_of(const Params& p) {
+    const std::int64_t n = static_cast<std::int64_t>((p.max_seqlen + kRows - 1) / kRows) * p.heads * p.docs;
     if (n > std::numeric_limits<int>::max())
       throw Error("flash (sm90): " + std::to_string(n) + " query tiles exceed a launch's tile numbering");
     return n;
   }
-  __device__ QueryTiles(const Params& p, int rows)
-      : cu(p.cu_seqlens),
-        x_blocks((p.max_seqlen + rows - 1) / rows),
-        heads(p.heads),
-        docs(p.docs),
-        block_m(rows),
-        count(x_blocks * heads * docs) {}
-  // The first non-empty tile among t, t + stride, ... (into `tile`); `count` when there is none.
-  __device__ __forceinline__ int first_valid(int t, int stride, QueryTile& tile) const {
-    for (; t < count; t += stride) {
-      const int x = t / (heads * docs), rest = t % (heads * docs), doc = rest / heads;
-      tile.h = rest % heads;
-      tile.start = cu[doc];
-      tile.len = cu[doc + 1] - tile.start;
-      tile.qb = (x_blocks - 1 - x) * block_m;
-      if (tile.qb < tile.len) return t;
-    }
-    return count;
+  __device__ __forceinline__ static int count(const Params& p) {
+    return (p.max_seqlen + kRows - 1) / kRows * p.heads * p.docs;
   }
-  const std::int32_t* cu;
-  int x_blocks, heads, docs, block_m, count;
+  // The first non-empty tile among t, t + stride, ... (into `tile`); count(p) when there is none.
+  __device__ __forceinline__ static int first_valid(const Params& p, int t, int stride, Tile& tile) {
+    const int blocks = (p.max_seqlen + kRows - 1) / kRows, n = blocks * p.heads * p.docs;
+    for (; t < n; t += stride) {
+      const int x = t / (p.heads * p.docs), rest = t % (p.heads * p.docs), doc = rest / p.heads;
+      tile.h = rest % p.heads;
+      tile.start = p.cu_seqlens[doc];
+      tile.len = p.cu_seqlens[doc + 1] - tile.start;
+      tile.block = (blocks - 1 - x) * kRows;
+      if (tile.block < tile.len) return t;
+    }
+    return n;
+  }
 };
 
-// Where a CTA's rings stand before a query tile: the tiles and the K/V blocks it has loaded
-// before (a persistent CTA's tiles share the rings, so phases carry over from tile to tile).
+// Where a CTA's rings stand before a tile: the tiles and the ring slots (K/V blocks, or Q/dO
+// steps) it has used before (a persistent CTA's tiles share the rings, so phases carry over from
+// tile to tile).
 struct RingPosition {
   int tile = 0, block = 0;
   // The phase parity of the Q barriers for this tile; the stage and phase parity of its key block j.
