@@ -58,21 +58,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 
   // Persistent, as the forward: CTA c takes query tiles c, c + gridDim.x, ... (QueryTiles), the
   // rings' phases carrying over from tile to tile.
-  using Tiles = QueryTiles<kBlockM>;
-  const int stride = static_cast<int>(gridDim.x);
-  Tile tile;
-  RingPosition at;
   if (warpgroup == 0) {
     sm90::setmaxnreg_dec<Tr::kProducerRegs>();
-    if (tid == 0)
-      for (int t = Tiles::first_valid(p, static_cast<int>(blockIdx.x), stride, tile); t < Tiles::count(p);
-           t = Tiles::first_valid(p, t + stride, stride, tile)) {
-        const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.block, tile.len);
-        produce_q_then_kv<Tr>(q_map, &do_map, k_map, v_map, bars, sQ, sdO, sK, sV, tile.start + tile.block, tile.h,
-                              tile.start, tile.h / p.group, n_blocks, at);
-        ++at.tile;
-        at.block += n_blocks;
-      }
+    if (tid == 0) produce_query_tiles<Tr, kCausal>(p, q_map, &do_map, k_map, v_map, bars, sQ, sdO, sK, sV);
     return;
   }
   sm90::setmaxnreg_inc<Tr::kConsumerRegs>();
@@ -83,6 +71,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
   auto release = [&](std::uint32_t bar) {  // wgmma.wait_group is warp-synchronous: one arrival per warp
     if (lane == 0) sm90::mbarrier_arrive(bar);
   };
+  using Tiles = QueryTiles<kBlockM>;
+  const int stride = static_cast<int>(gridDim.x);
+  Tile tile;
+  RingPosition at;
   for (int t = Tiles::first_valid(p, static_cast<int>(blockIdx.x), stride, tile); t < Tiles::count(p);
        t = Tiles::first_valid(p, t + stride, stride, tile)) {
     const int start = tile.start, len = tile.len, h = tile.h;

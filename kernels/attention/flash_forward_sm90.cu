@@ -63,24 +63,15 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 
   // Persistent: CTA c takes query tiles c, c + gridDim.x, ... (QueryTiles: longest causal work
   // first), its producer and consumers walking them alike, the rings' phases carrying over.
-  using Tiles = QueryTiles<kBlockM>;
-  Tile tile;
-  int t = Tiles::first_valid(p, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x), tile);
-
   if (warpgroup == 0) {
     sm90::setmaxnreg_dec<Tr::kProducerRegs>();
-    if (tid == 0)
-      for (RingPosition at; t < Tiles::count(p);
-           t = Tiles::first_valid(p, t + static_cast<int>(gridDim.x), static_cast<int>(gridDim.x), tile)) {
-        const int n_blocks = visible_key_blocks<kBlockM, kBlockN, kCausal>(tile.block, tile.len);
-        produce_q_then_kv<Tr>(q_map, nullptr, k_map, v_map, bars, sQ, 0, sK, sV, tile.start + tile.block, tile.h,
-                              tile.start, tile.h / p.group, n_blocks, at);
-        ++at.tile;
-        at.block += n_blocks;
-      }
+    if (tid == 0) produce_query_tiles<Tr, kCausal>(p, q_map, nullptr, k_map, v_map, bars, sQ, 0, sK, sV);
     return;
   }
   sm90::setmaxnreg_inc<Tr::kConsumerRegs>();
+  using Tiles = QueryTiles<kBlockM>;
+  Tile tile;
+  int t = Tiles::first_valid(p, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x), tile);
 
   const int consumer = warpgroup - 1, warp = (tid / 32) % 4, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   // Q rows of this warpgroup: K-major slices of 16 columns (k-step ks: panel ks / 4, +32 bytes each).

@@ -305,4 +305,27 @@ __device__ __forceinline__ void produce_q_then_kv(const CUtensorMap& q_map, cons
   }
 }
 
+// The producer's elected thread of a persistent query-block kernel: this CTA's query tiles
+// (QueryTiles<Tr::kBlockM>: blockIdx.x, + gridDim.x, ...) one after the other, each through
+// produce_q_then_kv at the ring position the tiles before it leave.
+template <typename Tr, bool kCausal>
+__device__ __forceinline__ void produce_query_tiles(const Params& p, const CUtensorMap& q_map,
+                                                    const CUtensorMap* do_map, const CUtensorMap& k_map,
+                                                    const CUtensorMap& v_map, const QkvRingBarriers<Tr>& bars,
+                                                    std::uint32_t sQ, std::uint32_t sdO, std::uint32_t sK,
+                                                    std::uint32_t sV) {
+  using Tiles = QueryTiles<Tr::kBlockM>;
+  const int stride = static_cast<int>(gridDim.x);
+  Tile tile;
+  RingPosition at;
+  for (int t = Tiles::first_valid(p, static_cast<int>(blockIdx.x), stride, tile); t < Tiles::count(p);
+       t = Tiles::first_valid(p, t + stride, stride, tile)) {
+    const int n_blocks = visible_key_blocks<Tr::kBlockM, Tr::kBlockN, kCausal>(tile.block, tile.len);
+    produce_q_then_kv<Tr>(q_map, do_map, k_map, v_map, bars, sQ, sdO, sK, sV, tile.start + tile.block, tile.h,
+                          tile.start, tile.h / p.group, n_blocks, at);
+    ++at.tile;
+    at.block += n_blocks;
+  }
+}
+
 }  // namespace llmlab::cuda::flash
