@@ -74,7 +74,6 @@ const char* flash_kernel_name(FlashKernel kernel);       // "auto", "sm80", "sm9
 // Both leave dq's rounding to the order the CTAs run in. bulk with the sm80 kernel or the
 // deterministic mode is an error.
 enum class DqReduction { atomics, bulk };
-const char* dq_reduction_name(DqReduction reduction);  // "atomics", "bulk"
 void flash_forward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,
                    FlashKernel kernel = FlashKernel::automatic);
 void flash_backward(const AttentionShape& s, const AttentionTensors& t, void* workspace, void* stream,

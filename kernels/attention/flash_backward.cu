@@ -330,10 +330,6 @@ std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
 }  // namespace
 }  // namespace flash
 
-const char* dq_reduction_name(DqReduction reduction) {
-  return reduction == DqReduction::bulk ? "bulk" : "atomics";
-}
-
 // Workspace: Drow [Hq, T] fp32, then (atomic dQ only) the dQ accumulator [T, Hq, D] fp32.
 std::size_t flash_backward_workspace_bytes(const AttentionShape& s, bool deterministic) {
   const auto rows = static_cast<std::size_t>(s.tokens * s.heads);

@@ -171,10 +171,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 template <typename Tr, bool kCausal>
 void launch_backward_dq_sm90(const Params& p, cudaStream_t stream) {
   const TensorMaps<Tr> maps(p, /*with_dout=*/true);
-  const std::int64_t tiles = QueryTiles<Tr::kBlockM>::count_of(p);
-  const auto ctas = static_cast<unsigned>(std::min<std::int64_t>(tiles, multiprocessor_count()));
-  launch_warp_specialized<Tr>(backward_dq_sm90_kernel<Tr, kCausal>, dim3(ctas), stream, "flash backward dq (sm90)",
-                              maps.q, maps.k, maps.v, maps.dout, p);
+  launch_warp_specialized<Tr>(backward_dq_sm90_kernel<Tr, kCausal>, QueryTiles<Tr::kBlockM>::grid(p), stream,
+                              "flash backward dq (sm90)", maps.q, maps.k, maps.v, maps.dout, p);
 }
 
 }  // namespace

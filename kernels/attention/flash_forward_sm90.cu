@@ -228,12 +228,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1)
 template <typename Tr, bool kCausal>
 void launch_forward_sm90(const Params& p, cudaStream_t stream) {
   const TensorMaps<Tr> maps(p, /*with_dout=*/false);
-  // One CTA per multiprocessor (one fits: 160 KB of shared memory at D = 128, 384 threads at 168
-  // registers), none idle.
-  const std::int64_t tiles = QueryTiles<Tr::kBlockM>::count_of(p);
-  const auto ctas = static_cast<unsigned>(std::min<std::int64_t>(tiles, multiprocessor_count()));
-  launch_warp_specialized<Tr>(forward_sm90_kernel<Tr, kCausal>, dim3(ctas), stream, "flash forward (sm90)", maps.q,
-                              maps.k, maps.v, p);
+  launch_warp_specialized<Tr>(forward_sm90_kernel<Tr, kCausal>, QueryTiles<Tr::kBlockM>::grid(p), stream,
+                              "flash forward (sm90)", maps.q, maps.k, maps.v, p);
 }
 
 }  // namespace

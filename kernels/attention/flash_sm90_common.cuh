@@ -9,6 +9,7 @@
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled_v12000 (the emulator's cuda.h has it)
 #endif
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -219,12 +220,13 @@ struct Tile {
 // which stay in the constant bank instead of taking registers the consumers need.
 template <int kRows>
 struct QueryTiles {
-  // Tiles of a launch; at most INT_MAX.
-  static std::int64_t count_of(const Params& p) {
+  // A persistent launch's grid: one CTA per multiprocessor (one fits, by registers: 384 threads
+  // at 168), none without a tile. The tiles are numbered in an int.
+  static dim3 grid(const Params& p) {
     const std::int64_t n = static_cast<std::int64_t>((p.max_seqlen + kRows - 1) / kRows) * p.heads * p.docs;
     if (n > std::numeric_limits<int>::max())
       throw Error("flash (sm90): " + std::to_string(n) + " query tiles exceed a launch's tile numbering");
-    return n;
+    return dim3(static_cast<unsigned>(std::min<std::int64_t>(n, multiprocessor_count())));
   }
   __device__ __forceinline__ static int count(const Params& p) {
     return (p.max_seqlen + kRows - 1) / kRows * p.heads * p.docs;
