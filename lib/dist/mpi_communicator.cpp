@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -34,7 +33,6 @@
 namespace llmlab {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 template <class T>
 MPI_Datatype mpi_type();
@@ -582,17 +580,10 @@ bool MpiCommunicator::test(MpiOp& op) {
 }
 
 void MpiCommunicator::wait(MpiOp& op) {
-  const auto start_time = Clock::now();
-  for (PollBackoff backoff;; backoff.pause()) {
-    if (test(op)) return;
-    const double waited = std::chrono::duration<double>(Clock::now() - start_time).count();
-    if (waited > timeout_) {
-      const std::string behind =
-          queue_.empty() || queue_.front().get() == &op ? "" : fmt::format(", queued behind {}", queue_.front()->what_);
-      fail(fmt::format("{}: {}{} did not complete in {} s (a rank died or diverged)", who(), op.what_, behind,
-                       timeout_));
-    }
-  }
+  poll_until([&] { return test(op); }, timeout_, [&] {
+    const bool at_head = queue_.empty() || queue_.front().get() == &op;
+    fail(timed_out_message(who(), op.what_, at_head ? "" : queue_.front()->what_, timeout_));
+  });
 }
 
 CommHandle MpiCommunicator::all_reduce_sum_async(float* x, std::int64_t n) {

@@ -1,6 +1,7 @@
 // What the MPI and NCCL backends share. QueuedHandleOp: the CommHandle view of a backend's
 // queued collective: polling goes through the
-// communicator, which completes its collectives in issue order. Destroying a handle whose
+// communicator, which completes its collectives in issue order. poll_until: waiting on one,
+// with the timeout that turns a dead or diverged rank into an error. Destroying a handle whose
 // collective is still running waits for it; an error then is left in the communicator's
 // failed() state, since a destructor cannot throw.
 #pragma once
@@ -8,8 +9,11 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <string>
 #include <thread>
 #include <utility>
+
+#include <fmt/format.h>
 
 #include "dist/communicator.hpp"
 
@@ -56,5 +60,24 @@ class PollBackoff {
   int polls_ = 0;
   std::chrono::microseconds nap_{20};
 };
+
+// Polls done() until it returns true; once timeout_s seconds have passed, calls timed_out(),
+// which must throw (the backends fail the communicator there).
+template <class Done, class TimedOut>
+void poll_until(Done done, double timeout_s, TimedOut timed_out) {
+  const auto start = std::chrono::steady_clock::now();
+  for (PollBackoff backoff;; backoff.pause()) {
+    if (done()) return;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s) timed_out();
+  }
+}
+
+// "rank 1 of 2 on host: all_reduce of 8 floats, queued behind broadcast of 4 bytes did not
+// complete in 30 s (...)": behind is the collective at the queue's head, or empty.
+inline std::string timed_out_message(const std::string& who, const std::string& what, const std::string& behind,
+                                     double timeout_s) {
+  return fmt::format("{}: {}{} did not complete in {} s (a rank died or diverged)", who, what,
+                     behind.empty() ? "" : ", queued behind " + behind, timeout_s);
+}
 
 }  // namespace llmlab

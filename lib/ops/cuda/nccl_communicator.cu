@@ -31,7 +31,6 @@
 #include <nccl.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -48,7 +47,6 @@
 namespace llmlab {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 // out[i] (+)= s[i] + s[len + i] + ... + s[(W - 1) * len + i], added left to right: rank order,
 // the order the MPI backend and comm-check's host reference use. __fadd_rn: one IEEE rounding
@@ -318,16 +316,15 @@ void NcclCommunicator::nccl_failed(ncclResult_t rc, const char* call, const char
 void NcclCommunicator::settle(ncclResult_t rc, const char* call, const char* file, int line,
                               const std::string& what) {
   if (rc != ncclSuccess && rc != ncclInProgress) nccl_failed(rc, call, file, line);
-  const auto start = Clock::now();
-  for (PollBackoff backoff;; backoff.pause()) {
-    ncclResult_t state = ncclSuccess;
-    const ncclResult_t query = ncclCommGetAsyncError(comm_, &state);
-    if (query != ncclSuccess) nccl_failed(query, "ncclCommGetAsyncError", file, line);
-    if (state == ncclSuccess) return;
-    if (state != ncclInProgress) nccl_failed(state, call, file, line);
-    if (std::chrono::duration<double>(Clock::now() - start).count() > timeout_)
-      fail(fmt::format("{}: {} did not complete in {} s (a rank died or diverged)", who(), what, timeout_));
-  }
+  poll_until(
+      [&] {
+        ncclResult_t state = ncclSuccess;
+        const ncclResult_t query = ncclCommGetAsyncError(comm_, &state);
+        if (query != ncclSuccess) nccl_failed(query, "ncclCommGetAsyncError", file, line);
+        if (state != ncclSuccess && state != ncclInProgress) nccl_failed(state, call, file, line);
+        return state == ncclSuccess;
+      },
+      timeout_, [&] { fail(timed_out_message(who(), what, "", timeout_)); });
 }
 
 void NcclCommunicator::require_healthy() const {
@@ -387,16 +384,10 @@ bool NcclCommunicator::test(NcclOp& op) {
 }
 
 void NcclCommunicator::wait(NcclOp& op) {
-  const auto start = Clock::now();
-  for (PollBackoff backoff;; backoff.pause()) {
-    if (test(op)) return;
-    if (std::chrono::duration<double>(Clock::now() - start).count() > timeout_) {
-      const std::string behind =
-          queue_.empty() || queue_.front().get() == &op ? "" : fmt::format(", queued behind {}", queue_.front()->what);
-      fail(fmt::format("{}: {}{} did not complete in {} s (a rank died or diverged)", who(), op.what, behind,
-                       timeout_));
-    }
-  }
+  poll_until([&] { return test(op); }, timeout_, [&] {
+    const bool at_head = queue_.empty() || queue_.front().get() == &op;
+    fail(timed_out_message(who(), op.what, at_head ? "" : queue_.front()->what, timeout_));
+  });
 }
 
 // Every collective in flight complete (the newest finishes last).
