@@ -33,7 +33,6 @@
 namespace llmlab {
 namespace {
 
-
 template <class T>
 MPI_Datatype mpi_type();
 template <>

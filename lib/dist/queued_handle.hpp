@@ -1,9 +1,9 @@
 // What the MPI and NCCL backends share. QueuedHandleOp: the CommHandle view of a backend's
 // queued collective: polling goes through the
-// communicator, which completes its collectives in issue order. poll_until: waiting on one,
-// with the timeout that turns a dead or diverged rank into an error. Destroying a handle whose
+// communicator, which completes its collectives in issue order. Destroying a handle whose
 // collective is still running waits for it; an error then is left in the communicator's
-// failed() state, since a destructor cannot throw.
+// failed() state, since a destructor cannot throw. poll_until: waiting on a collective, with
+// the timeout that turns a dead or diverged rank into an error.
 #pragma once
 
 #include <algorithm>

@@ -47,7 +47,6 @@
 namespace llmlab {
 namespace {
 
-
 // out[i] (+)= s[i] + s[len + i] + ... + s[(W - 1) * len + i], added left to right: rank order,
 // the order the MPI backend and comm-check's host reference use. __fadd_rn: one IEEE rounding
 // per add, never reassociated (there is no multiply to contract). out never aliases s (scratch).
