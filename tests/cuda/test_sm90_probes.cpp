@@ -41,6 +41,24 @@ double value(std::uint16_t bits, cuda::Storage st) {
   return st == cuda::Storage::bf16 ? bf16_to_float(bits) : fp16_to_float(bits);
 }
 
+// A matrix in a flat vector: element (i, k) at offset + i * row_stride + k * col_stride.
+struct Strided {
+  const std::vector<std::uint16_t>& data;
+  std::size_t offset, row_stride, col_stride;
+  double at(int i, int k, cuda::Storage st) const {
+    return value(data[offset + static_cast<std::size_t>(i) * row_stride + static_cast<std::size_t>(k) * col_stride], st);
+  }
+};
+
+// The float64 product A B ([rows][cols], summed over depth): the probes' reference.
+std::vector<double> product(int rows, int cols, int depth, const Strided& a, const Strided& b, cuda::Storage st) {
+  std::vector<double> c(static_cast<std::size_t>(rows) * cols, 0.0);
+  for (int m = 0; m < rows; ++m)
+    for (int j = 0; j < cols; ++j)
+      for (int k = 0; k < depth; ++k) c[static_cast<std::size_t>(m) * cols + j] += a.at(m, k, st) * b.at(k, j, st);
+  return c;
+}
+
 // Compares got with expected ([rows][cols]); on a mismatch, fails naming the probe, how many
 // elements differ and the first few, and writes every element to LLMLAB_PROBE_DUMP_DIR/NAME.txt.
 template <typename Got>
@@ -107,13 +125,8 @@ TEST_CASE("sm90 probe: mma_rows_by_rows (S = Q K^T, dP = dO V^T) from K-major sw
       for (int n : {64, 128})
         for (int a_row0 : {0, 64}) {
           const auto a = eighths(128u * d, 11, st), b = eighths(static_cast<std::size_t>(n) * d, 13, st);
-          std::vector<double> expected(64u * n, 0.0);
-          for (int m = 0; m < 64; ++m)
-            for (int j = 0; j < n; ++j)
-              for (int k = 0; k < d; ++k)
-                expected[static_cast<std::size_t>(m) * n + j] +=
-                    value(a[static_cast<std::size_t>(a_row0 + m) * d + k], st) *
-                    value(b[static_cast<std::size_t>(j) * d + k], st);
+          const auto expected = product(64, n, d, {a, static_cast<std::size_t>(a_row0) * d, std::size_t(d), 1},
+                                        {b, 0, 1, std::size_t(d)}, st);  // B = K-major rows, transposed
           check_equal(fmt::format("rows-by-rows-{}-d{}-n{}-row{}", storage_name(st), d, n, a_row0),
                       cuda::probe::rows_by_rows(st, d, n, a_row0, a, b), expected, n);
         }
@@ -125,12 +138,7 @@ TEST_CASE("sm90 probe: mma_fragments_by_tile (O += P V, dV += P^T dO) from regis
     for (int d : {64, 128})
       for (int kk : {64, 128}) {
         const auto a = eighths(64u * kk, 17, st), b = eighths(static_cast<std::size_t>(kk) * d, 19, st);
-        std::vector<double> expected(64u * d, 0.0);
-        for (int m = 0; m < 64; ++m)
-          for (int j = 0; j < d; ++j)
-            for (int k = 0; k < kk; ++k)
-              expected[static_cast<std::size_t>(m) * d + j] +=
-                  value(a[static_cast<std::size_t>(m) * kk + k], st) * value(b[static_cast<std::size_t>(k) * d + j], st);
+        const auto expected = product(64, d, kk, {a, 0, std::size_t(kk), 1}, {b, 0, std::size_t(d), 1}, st);
         check_equal(fmt::format("fragments-by-tile-{}-d{}-k{}", storage_name(st), d, kk),
                     cuda::probe::fragments_by_tile(st, d, kk, a, b), expected, d);
       }
@@ -143,12 +151,8 @@ TEST_CASE("sm90 probe: mma_tile_by_tile (dQ = dS K) from stored fragments, both 
       for (int col0 : {0, d / 2}) {
         const int n = d / 2;
         const auto a_t = eighths(128u * 64, 23, st), b = eighths(128u * d, 29, st);
-        std::vector<double> expected(64u * n, 0.0);
-        for (int m = 0; m < 64; ++m)
-          for (int j = 0; j < n; ++j)
-            for (int k = 0; k < 128; ++k)
-              expected[static_cast<std::size_t>(m) * n + j] += value(a_t[static_cast<std::size_t>(k) * 64 + m], st) *
-                                                               value(b[static_cast<std::size_t>(k) * d + col0 + j], st);
+        const auto expected =
+            product(64, n, 128, {a_t, 0, 1, 64}, {b, static_cast<std::size_t>(col0), std::size_t(d), 1}, st);  // A stored transposed
         check_equal(fmt::format("tile-by-tile-{}-d{}-col{}", storage_name(st), d, col0),
                     cuda::probe::tile_by_tile(st, d, col0, a_t, b), expected, n);
       }
